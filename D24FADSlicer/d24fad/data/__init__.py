@@ -1,0 +1,1 @@
+"""Data for training and evaluation: synthetic lesions, task datasets, episode sampling."""
