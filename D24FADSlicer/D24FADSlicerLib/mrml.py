@@ -1,0 +1,65 @@
+"""Small MRML utilities shared by the Logic: logic wiring, scene transactions, node search."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+
+def wire_module_logics(scene):
+    """Create the module logics the Logic needs when no Slicer application provides them.
+
+    Outside the application (slicer-core, pytest) nobody creates the Colors,
+    Segmentations, Subject hierarchy and Volumes logics. Each must know the application
+    logic before it sees the scene; the segmentations logic also registers the
+    segmentation converter rules. Returns the application logic (keep a reference).
+    """
+    import slicer
+
+    application_logic = slicer.vtkSlicerApplicationLogic()
+    for name, logic_class in (
+        ("Colors", slicer.vtkSlicerColorLogic),
+        ("Volumes", slicer.vtkSlicerVolumesLogic),
+        ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic),
+        ("SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic),
+    ):
+        logic = logic_class()
+        logic.SetMRMLApplicationLogic(application_logic)
+        logic.SetMRMLScene(scene)
+        application_logic.SetModuleLogic(name, logic)
+    application_logic.SetMRMLScene(scene)
+    return application_logic
+
+
+def segmentations_logic(scene):
+    """The segmentations module logic: from the application if present, else a fresh one."""
+    import slicer
+
+    modules = getattr(slicer, "modules", None)
+    if modules is not None and hasattr(modules, "segmentations"):
+        return modules.segmentations.logic()
+    logic = slicer.vtkSlicerSegmentationsModuleLogic()
+    logic.SetMRMLScene(scene)
+    return logic
+
+
+def node_ids(scene) -> set[str]:
+    return {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+
+
+@contextlib.contextmanager
+def scene_transaction(scene) -> Iterator[None]:
+    """Remove every node added inside the block if the block raises (scene left as it was).
+
+    Comparing node IDs catches the display, storage and subject-hierarchy side nodes that
+    helper functions add implicitly, not only the nodes created by name.
+    """
+    before = node_ids(scene)
+    try:
+        yield
+    except BaseException:
+        for node_id in node_ids(scene) - before:
+            node = scene.GetNodeByID(node_id)
+            if node is not None:
+                scene.RemoveNode(node)
+        raise
