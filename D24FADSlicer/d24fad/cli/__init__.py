@@ -22,6 +22,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "score",
     "series",
     "benchmark_speed",
+    "build_benchmark",
 )
 
 EXIT_OK = 0

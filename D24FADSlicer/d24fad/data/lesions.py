@@ -197,7 +197,19 @@ def _soft_blob(shape, center, radius: float, rng) -> np.ndarray:
     distance = _normalised_distance(shape, center, radius, rng)
     border_width = rng.uniform(0.2, 0.45)
     t = np.clip((1.0 - distance) / border_width, 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
+    alpha = t * t * (3.0 - 2.0 * t)
+    # The lobulated outline can pinch off specks far from the mass: one lesion, one piece.
+    return np.where(_central_component(alpha > 0, center), alpha, 0.0)
+
+
+def _central_component(support: np.ndarray, center) -> np.ndarray:
+    labels, count = ndimage.label(support)
+    if count <= 1:
+        return support
+    at_center = labels[tuple(int(round(c)) for c in center)]
+    if at_center == 0:
+        at_center = 1 + int(np.argmax(ndimage.sum_labels(support, labels, range(1, count + 1))))
+    return labels == at_center
 
 
 def _lesion_target(patch, alpha, has_channels: bool, kind: str, radius: float, rng) -> np.ndarray:

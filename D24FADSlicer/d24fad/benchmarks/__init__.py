@@ -1,0 +1,1 @@
+"""Benchmarks: the speed benchmark (speed.py) and the MedFAD-mini builder (medfad_mini.py)."""
