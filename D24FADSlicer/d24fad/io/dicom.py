@@ -310,8 +310,8 @@ def _validated_slices(info: SeriesInfo, headers: list[tuple[str, object]]) -> li
     reference_path, reference = next(iter(orientations.items()))
     for path, value in orientations.items():
         if np.max(np.abs(value - reference)) > ORIENTATION_TOLERANCE:
-            raise GeometryError(f"series {uid} mixes orientations: {list(reference)} in {reference_path} "
-                                f"but {list(value)} in {path}")
+            raise GeometryError(f"series {uid} mixes orientations: {_rounded(reference)} in {reference_path} "
+                                f"but {_rounded(value)} in {path}")
     spacings = {p: tuple(round(float(v), 4) for v in h.get("PixelSpacing", [1.0, 1.0])) for p, h in headers}
     _require_same(spacings, "PixelSpacing", uid)
     normal = np.cross(reference[:3], reference[3:])
@@ -319,6 +319,10 @@ def _validated_slices(info: SeriesInfo, headers: list[tuple[str, object]]) -> li
     slices.sort(key=lambda s: float(s.position @ normal))
     _check_positions(slices, normal, uid)
     return slices
+
+
+def _rounded(values) -> list[float]:
+    return [round(float(v), 5) for v in values]
 
 
 def _check_positions(slices: list[_Slice], normal: np.ndarray, uid: str) -> None:
@@ -329,7 +333,7 @@ def _check_positions(slices: list[_Slice], normal: np.ndarray, uid: str) -> None
     for a, b, step in zip(slices[:-1], slices[1:], steps):
         if step < MIN_STEP_TOLERANCE_MM:
             raise GeometryError(
-                f"series {uid}: {a.path} and {b.path} are at the same position ({a.position.tolist()}); "
+                f"series {uid}: {a.path} and {b.path} are at the same position ({_rounded(a.position)}); "
                 "several acquisitions, echoes or time points mixed in one series (4D) cannot be one volume")
     expected = float(np.median(steps))
     tolerance = max(MIN_STEP_TOLERANCE_MM, RELATIVE_STEP_TOLERANCE * expected)

@@ -67,5 +67,17 @@ def _read_itk_volume(path: Path) -> Volume:
         raise ImageReadError(f"cannot read voxels of {path}: {exception_summary(exc)}") from exc
     if image.GetDimension() == 4:
         image = image[:, :, :, 0]
+    if str(path).lower().endswith((".nii", ".nii.gz")):
+        _refuse_nifti_nans(path)
     return Volume.from_sitk(image, modality=None, metadata={"format": path.name.split(".", 1)[-1]},
                             source=str(path))
+
+
+def _refuse_nifti_nans(path: Path) -> None:
+    """ITK's NIfTI reader silently turns NaN voxels into 0; nibabel sees the stored values."""
+    import nibabel
+
+    image = nibabel.load(str(path))
+    if np.issubdtype(image.get_data_dtype(), np.floating) or image.dataobj.slope != 1 or image.dataobj.inter != 0:
+        if not np.all(np.isfinite(np.asanyarray(image.dataobj))):
+            raise ImageReadError(f"{path} contains NaN or infinite voxel values")

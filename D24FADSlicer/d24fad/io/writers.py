@@ -70,3 +70,15 @@ def read_slice_scores_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarr
     positions = np.asarray([float(r["position_mm"]) for r in rows], dtype=np.float64)
     scores = np.asarray([float(r["score"]) for r in rows], dtype=np.float32)
     return indices, positions, scores
+
+
+def image_scores_csv_text(names: Sequence[str], scores: Sequence[float]) -> str:
+    """CSV text with one row per scored 2D image: ``image,score``."""
+    if len(names) != len(scores):
+        raise OutputError(f"{len(names)} image names but {len(scores)} scores")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["image", "score"])
+    for name, score in zip(names, scores):
+        writer.writerow([name, f"{float(score):.6g}"])
+    return buffer.getvalue()

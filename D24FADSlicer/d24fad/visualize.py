@@ -1,0 +1,54 @@
+"""Heat-map overlays (anomaly map over the image) written as PNG with Pillow."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .io.atomic import write_with
+
+# "hot"-like colour ramp: black -> dark red -> red -> yellow -> white, at these map fractions.
+_RAMP_POSITIONS = np.array([0.0, 0.35, 0.6, 0.85, 1.0])
+_RAMP_COLOURS = np.array([[0, 0, 0], [128, 0, 0], [255, 32, 0], [255, 220, 0], [255, 255, 255]], dtype=np.float64)
+OVERLAY_ALPHA = 0.6
+
+
+def scale_to_unit(values: np.ndarray, vmin: Optional[float] = None, vmax: Optional[float] = None) -> np.ndarray:
+    """Map values linearly to [0, 1] between vmin and vmax (defaults: the array's range)."""
+    values = np.asarray(values, dtype=np.float64)
+    vmin = float(values.min()) if vmin is None else float(vmin)
+    vmax = float(values.max()) if vmax is None else float(vmax)
+    if vmax <= vmin:
+        return np.zeros_like(values)
+    return np.clip((values - vmin) / (vmax - vmin), 0.0, 1.0)
+
+
+def heat_colours(unit_values: np.ndarray) -> np.ndarray:
+    """[0, 1] values -> RGB float colours (H x W x 3, 0..255) on the hot ramp."""
+    return np.stack([np.interp(unit_values, _RAMP_POSITIONS, _RAMP_COLOURS[:, c]) for c in range(3)], axis=-1)
+
+
+def overlay_rgb(image01: np.ndarray, anomaly_map: np.ndarray, vmin: Optional[float] = None,
+                vmax: Optional[float] = None, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
+    """uint8 RGB: the image in grey (or its colours) with the map blended in where it is high."""
+    image01 = np.asarray(image01, dtype=np.float64)
+    base = np.repeat(image01[..., None], 3, axis=-1) if image01.ndim == 2 else image01
+    if base.shape[:2] != np.shape(anomaly_map):
+        raise ValueError(f"map shape {np.shape(anomaly_map)} differs from image shape {base.shape[:2]}")
+    unit = scale_to_unit(anomaly_map, vmin, vmax)
+    # Opacity grows with the score, so normal tissue stays readable under the overlay.
+    weight = (alpha * unit)[..., None]
+    blended = (1.0 - weight) * np.clip(base, 0.0, 1.0) * 255.0 + weight * heat_colours(unit)
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def save_overlay_png(path: str | os.PathLike, image01: np.ndarray, anomaly_map: np.ndarray,
+                     vmin: Optional[float] = None, vmax: Optional[float] = None) -> Path:
+    """Write the overlay of ``anomaly_map`` on ``image01`` as a PNG (atomically)."""
+    from PIL import Image
+
+    rgb = overlay_rgb(image01, anomaly_map, vmin, vmax)
+    return write_with(path, lambda tmp: Image.fromarray(rgb, mode="RGB").save(tmp, format="PNG"))
