@@ -105,7 +105,7 @@ def require_scalar_volume(volume_node, parameter: str = "inputVolume", scene=Non
 def _is_sequence_proxy(scene, volume_node) -> bool:
     browsers = scene.GetNodesByClass("vtkMRMLSequenceBrowserNode")
     try:
-        return any(browsers.GetItemAsObject(i).IsProxyNode(volume_node)
+        return any(browsers.GetItemAsObject(i).IsProxyNodeID(volume_node.GetID())
                    for i in range(browsers.GetNumberOfItems()))
     finally:
         browsers.UnRegister(None)
@@ -128,8 +128,9 @@ def write_node_nrrd(volume_node, path: str | Path) -> Path:
     return Path(path)
 
 
-def read_voxel_file(path: str | Path, expected_shape: tuple[int, ...], what: str) -> np.ndarray:
-    """Read a volume file written by the engine; its shape must be the input's [k, j, i]."""
+def read_voxel_file(path: str | Path, expected_shape, what: str) -> np.ndarray:
+    """Read a volume file written by the engine; its shape must be ``expected_shape`` (the
+    input's [k, j, i]) unless that is None."""
     import SimpleITK as sitk
 
     path = Path(path)
@@ -139,7 +140,7 @@ def read_voxel_file(path: str | Path, expected_shape: tuple[int, ...], what: str
         array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
     except RuntimeError as exc:
         raise ImageReadError(f"cannot read {what} {path}: {exc}") from exc
-    if tuple(array.shape) != tuple(expected_shape):
+    if expected_shape is not None and tuple(array.shape) != tuple(expected_shape):
         raise GeometryError(
             f"{what} {path} has shape {tuple(array.shape)}, expected the input's {tuple(expected_shape)}")
     return array

@@ -10,10 +10,28 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODULE_DIR = REPO_ROOT / "D24FADSlicer"
+TESTING_DIR = REPO_ROOT / "Testing"
 if str(MODULE_DIR) not in sys.path:
     sys.path.insert(0, str(MODULE_DIR))
 
-import slicer  # noqa: E402  (slicer-core: MRML classes without the application)
+
+def _import_slicer_core():
+    """Import slicer-core's ``slicer`` without Testing/ on sys.path.
+
+    The ``slicer`` meta-package extends its path with every ``<sys.path entry>/slicer``
+    folder and imports all modules found there: with Testing/ on sys.path (pytest puts it
+    there for Testing/conftest.py) it would import this test folder as part of Slicer.
+    """
+    saved = list(sys.path)
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != TESTING_DIR]
+    try:
+        import slicer as slicer_module
+    finally:
+        sys.path[:] = saved
+    return slicer_module
+
+
+slicer = _import_slicer_core()
 
 
 @pytest.fixture

@@ -1,0 +1,42 @@
+"""The module's sample volume, registered with Slicer's Sample Data module.
+
+Built offline by scripts/make_sample_data.py (MNI ICBM152 T1 template at 3 mm with one
+synthetic bright lesion); shipped inside the extension, so no download is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+SAMPLE_NAME = "D24FADBrainLesion"
+SAMPLE_CATEGORY = "Anomaly detection"
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "Resources" / "SampleData"
+VOLUME_FILE = SAMPLE_DIR / f"{SAMPLE_NAME}.nrrd"
+MASK_FILE = SAMPLE_DIR / f"{SAMPLE_NAME}-mask.nrrd"
+THUMBNAIL_FILE = Path(__file__).resolve().parent.parent / "Resources" / "Icons" / f"{SAMPLE_NAME}.png"
+
+# Acquisition (axial) slices the lesion touches, first and last (printed by the script).
+LESION_SLICES = (35, 42)
+# Normal slices of the same scan, above and below the lesion, used as the support set.
+NORMAL_SUPPORT_SLICES = (30, 32, 45, 47)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def register_sample_data() -> None:
+    """Add the sample to Slicer's Sample Data module (application only)."""
+    import SampleData
+
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category=SAMPLE_CATEGORY,
+        sampleName=SAMPLE_NAME,
+        uris=VOLUME_FILE.as_uri(),
+        fileNames=VOLUME_FILE.name,
+        nodeNames=SAMPLE_NAME,
+        thumbnailFileName=str(THUMBNAIL_FILE),
+        loadFileType="VolumeFile",
+        checksums=f"SHA256:{file_sha256(VOLUME_FILE)}",
+    )
