@@ -164,6 +164,17 @@ def copy_alone(source: Path, folder: Path) -> Path:
     return target
 
 
+def copy_real_series(description: str, folder: Path) -> Path:
+    """Copy one series of pydicom's dicomdirtests (real scanner headers) into ``folder``."""
+    from d24fad.io import find_dicom_series
+
+    root = pydicom_test_file("dicomdirtests/DICOMDIR").parent
+    series = next(s for s in find_dicom_series(root) if s.description == description)
+    for path in series.files:
+        copy_alone(Path(path), Path(folder))
+    return Path(folder)
+
+
 def folder_snapshot(folder: Path) -> dict[str, float]:
     """Every path under ``folder`` with its mtime: to assert that nothing was written."""
     return {str(p): p.stat().st_mtime for p in Path(folder).rglob("*")} if Path(folder).exists() else {}

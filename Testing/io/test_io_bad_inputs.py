@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 from d24fad.errors import D24FADError, DicomError, GeometryError, ImageReadError
 from d24fad.io import read_image_2d, read_volume
-from io_fixtures import (folder_snapshot, phantom, pydicom_data_file, pydicom_test_file, write_dicom_series,
+from io_fixtures import (copy_real_series, folder_snapshot, phantom, pydicom_data_file, pydicom_test_file, write_dicom_series,
                          write_sr)
 
 
@@ -64,23 +64,13 @@ def test_missing_slice_in_the_middle(tmp_path):
 
 def test_real_series_with_gap_is_refused(tmp_path):
     """pydicom's 'Routine Brain' CT keeps 4 of many slices: a gap of 202.5 mm."""
-    from d24fad.io import find_dicom_series
-
-    root = pydicom_test_file("dicomdirtests/DICOMDIR").parent
-    series = next(s for s in find_dicom_series(root) if s.description == "Routine Brain")
-    for path in series.files:
-        shutil.copyfile(path, tmp_path / Path(path).name)
+    copy_real_series("Routine Brain", tmp_path)
     expect_error(tmp_path, GeometryError, "missing slice")
 
 
 def test_mixed_orientations_in_one_series(tmp_path):
     """A real localizer series of pydicom's test set mixes orientations."""
-    from d24fad.io import find_dicom_series
-
-    root = pydicom_test_file("dicomdirtests/DICOMDIR").parent
-    series = next(s for s in find_dicom_series(root) if s.description == "T/S/C RF FAST PILOT")
-    for path in series.files:
-        shutil.copyfile(path, tmp_path / Path(path).name)
+    copy_real_series("T/S/C RF FAST PILOT", tmp_path)
     expect_error(tmp_path, GeometryError, "mixes orientations")
 
 

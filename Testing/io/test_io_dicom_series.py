@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
 from d24fad.io import Volume, find_dicom_series, read_volume, write_volume
 from d24fad.io.dicom import scan_dicom_folder
-from io_fixtures import (AXIAL, AXIAL_REVERSED, CORONAL, OBLIQUE, SAGITTAL, copy_alone, phantom,
+from io_fixtures import (AXIAL, AXIAL_REVERSED, CORONAL, OBLIQUE, SAGITTAL, copy_alone, copy_real_series, phantom,
                          pydicom_data_file, pydicom_test_file, write_dicom_series, write_sr)
 
 ORIENTATIONS = {"axial": AXIAL, "coronal": CORONAL, "sagittal": SAGITTAL, "oblique": OBLIQUE,
@@ -92,15 +90,6 @@ def test_discovery_groups_series_and_notes_non_image_objects(tmp_path):
 def test_one_file_of_a_series_reads_the_whole_series(tmp_path):
     files = write_dicom_series(tmp_path / "s", phantom((5, 8, 9)))
     assert read_volume(files[2]).shape == (5, 8, 9)
-
-
-def copy_real_series(description: str, folder: Path) -> Path:
-    """Copy one series of pydicom's dicomdirtests (real scanner headers) into ``folder``."""
-    root = pydicom_test_file("dicomdirtests/DICOMDIR").parent
-    series = next(s for s in find_dicom_series(root) if s.description == description)
-    for path in series.files:
-        copy_alone(Path(path), folder)
-    return folder
 
 
 def test_real_ct_series_from_pydicom_matches_simpleitk(tmp_path):

@@ -86,10 +86,11 @@ def _save(dataset, path: str | os.PathLike, what: str) -> Path:
     return write_with(path, write)
 
 
-def _fix_general_series(dataset, source_datasets) -> None:
-    # General Series Laterality is Type 2C: required (possibly empty) when the source has it.
-    if "Laterality" in source_datasets[0] and "Laterality" not in dataset:
-        dataset.Laterality = source_datasets[0].Laterality
+def _set_series_laterality(dataset, source_datasets) -> None:
+    """Parametric Map: dciodvfy requires General Series Laterality (Type 2C) and highdicom
+    leaves it out; copy the source's value, or leave it empty (unknown) as Type 2 allows.
+    A SEG must not carry it (dciodvfy flags it there)."""
+    dataset.Laterality = source_datasets[0].get("Laterality", "")
 
 
 def build_dicom_seg(source: Volume, mask: Volume):
@@ -113,7 +114,6 @@ def build_dicom_seg(source: Volume, mask: Volume):
             source_images=datasets, pixel_array=labels, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=[segment], omit_empty_frames=False,
             content_description="D24FAD anomaly mask", content_label="ANOMALY", **_common_arguments(datasets))
-    _fix_general_series(seg, datasets)
     return seg
 
 
@@ -136,7 +136,7 @@ def build_dicom_pmap(source: Volume, anomaly_map: Volume):
             contains_recognizable_visual_features=False, real_world_value_mappings=[mapping],
             window_center=(low + high) / 2.0, window_width=max(high - low, 1e-6),
             content_description="D24FAD anomaly map", content_label="ANOMALY", **_common_arguments(datasets))
-    _fix_general_series(pmap, datasets)
+    _set_series_laterality(pmap, datasets)
     return pmap
 
 
