@@ -12,7 +12,7 @@ Console use (blocking, with an optional progress callback)::
     logic = slicer.util.getModuleLogic("D24FADSlicer")
     outputs = logic.scoreVolume(volumeNode, [3, 9, 20], axis="acquisition")
     outputs.map_node, outputs.segmentation_node, outputs.table_node
-    logic.scoreFiles(["a.nii.gz", "b.nrrd"], ("normal.nrrd", [10, 20, 30]), "/tmp/scores")
+    logic.scoreFiles(["a.nii.gz", "b.nrrd"], [0, 1, ("normal.nrrd", [10, 20])], "/tmp/scores")
 """
 
 import logging
@@ -548,6 +548,9 @@ class D24FADSlicerLogic(ScriptedLoadableModuleLogic):
         require_scalar_volume(volumeNode, parameter="volumeNode", scene=scene)
         supportlib.require_axis(axis)
         references = supportlib.validate_support_set(scene, self.supportReferences(volumeNode, supportSlices), axis)
+        otherVolumes = {r.volume_node_id for r in references} - {volumeNode.GetID()}
+        supportlib.require_engine_support_layout(len(references) - sum(
+            r.volume_node_id in otherVolumes for r in references), len(otherVolumes))
         _require_run_options(checkpointPath, batchSize, threshold)
         workDir = Path(tempfile.mkdtemp(prefix="D24FADSlicer-"))
         job = None
@@ -621,18 +624,21 @@ class D24FADSlicerLogic(ScriptedLoadableModuleLogic):
                    shouldCancel: Optional[Callable[[], bool]] = None) -> list[Path]:
         """Score volume files (NIfTI, NRRD, MHA, DICOM folders) into ``outputFolder/<name>/``.
 
-        support: ``(normalVolumePath, [indices])`` or a list of such pairs; the same
-        normal references are used for every file. Nothing is loaded into the scene.
+        support: normal slice indices along ``axis`` that hold for every file (e.g. the
+        slices above the region of interest), optionally with one
+        ``(normalVolumePath, [indices])`` pair adding references from another scan, e.g.
+        ``[0, 1, ("normal.nrrd", [10, 20])]``. Nothing is loaded into the scene.
         ``progress(filesDone, filesTotal)`` is called after each file. Returns the
         per-file output folders (anomaly_map.nrrd, scores.csv, run.json).
         """
-        supportPairs = _support_file_pairs(support)
+        ownSlices, otherSupports = _file_supports(support)
         inputs = [Path(p) for p in paths]
-        for path in inputs + [p for p, _ in supportPairs]:
+        for path in inputs + [p for p, _ in otherSupports]:
             if not path.exists():
                 raise InputError(f"input file {path} does not exist (parameter 'paths' / 'support')")
-        if sum(len(indices) for _, indices in supportPairs) < MIN_SUPPORT_SLICES:
+        if len(ownSlices) + sum(len(indices) for _, indices in otherSupports) < MIN_SUPPORT_SLICES:
             raise SupportSetError(f"at least {MIN_SUPPORT_SLICES} support slices are needed (parameter 'support')")
+        supportlib.require_engine_support_layout(len(ownSlices), len(otherSupports), parameter="support")
         supportlib.require_axis(axis)
         _require_run_options(checkpointPath, batchSize, threshold)
         outputFolder = Path(outputFolder)
@@ -644,8 +650,8 @@ class D24FADSlicerLogic(ScriptedLoadableModuleLogic):
                              "(parameter 'paths')")
         written = []
         for number, (path, destination) in enumerate(zip(inputs, destinations)):
-            request = ScoringRequest(path, None, [], supportPairs, axis, checkpointPath, device, int(batchSize),
-                                     threshold)
+            request = ScoringRequest(path, None, ownSlices, otherSupports, axis, checkpointPath, device,
+                                     int(batchSize), threshold)
             outputFolder.mkdir(parents=True, exist_ok=True)
             # Working folder beside the destination, so publishing the result is a rename.
             workDir = Path(tempfile.mkdtemp(prefix=".D24FADSlicer-", dir=outputFolder))
@@ -676,13 +682,21 @@ def _node_name(scene, nodeId: str) -> str:
     return node.GetName() if node is not None else nodeId
 
 
-def _support_file_pairs(support) -> list[tuple[Path, list[int]]]:
-    pairs = [support] if isinstance(support, tuple) else list(support)
+def _file_supports(support) -> tuple[list[int], list[tuple[Path, list[int]]]]:
+    """Split scoreFiles' ``support`` into slice indices of each file and (path, indices) pairs."""
+    items = [support] if isinstance(support, tuple) else list(support)
+    ownSlices, otherSupports = [], []
     try:
-        return [(Path(path), [int(i) for i in indices]) for path, indices in pairs]
+        for item in items:
+            if isinstance(item, tuple):
+                path, indices = item
+                otherSupports.append((Path(path), [int(i) for i in indices]))
+            else:
+                ownSlices.append(int(item))
     except (TypeError, ValueError) as exc:
-        raise SupportSetError(f"support must be (path, [indices]) or a list of them (parameter 'support'): {exc}") \
-            from exc
+        raise SupportSetError("support must be slice indices of each file, optionally with one "
+                              f"(normalVolumePath, [indices]) pair (parameter 'support'): {exc}") from exc
+    return ownSlices, otherSupports
 
 
 def _file_stem(path: Path) -> str:

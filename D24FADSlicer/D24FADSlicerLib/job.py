@@ -48,9 +48,8 @@ class ScoringRequest:
                    "--axis", self.axis, "--out", str(output_dir), "--map-format", "nrrd",
                    "--threshold", str(self.threshold), "--device", self.device,
                    "--batch-size", str(batch_size), "--progress", "json"]
-        if self.support_slices:
-            command += ["--support-slices", _comma_list(self.support_slices)]
-        for path, indices in self.other_supports:
+        command += ["--support-slices", _comma_list(self.support_slices)]
+        for path, indices in self.other_supports:  # at most one (support.require_engine_support_layout)
             command += ["--support-input", str(path), "--support-slices-other", _comma_list(indices)]
         if self.checkpoint:
             command += ["--checkpoint", str(self.checkpoint)]

@@ -40,16 +40,21 @@ def wire_module_logics(scene):
     return application_logic
 
 
-def segmentations_logic(scene):
-    """The segmentations module logic of the application, or of :func:`wire_module_logics`."""
+def module_logic(scene, name: str):
+    """A module logic ("Segmentations", "Volumes", ...) of the application, or of
+    :func:`wire_module_logics` outside it."""
     import slicer
 
     modules = getattr(slicer, "modules", None)
-    if modules is not None and hasattr(modules, "segmentations"):
-        return modules.segmentations.logic()
+    if modules is not None and hasattr(modules, name.lower()):
+        return getattr(modules, name.lower()).logic()
     if id(scene) not in _WIRED_LOGICS:
         wire_module_logics(scene)
-    return _WIRED_LOGICS[id(scene)]["Segmentations"]
+    return _WIRED_LOGICS[id(scene)][name]
+
+
+def segmentations_logic(scene):
+    return module_logic(scene, "Segmentations")
 
 
 def node_ids(scene) -> set[str]:

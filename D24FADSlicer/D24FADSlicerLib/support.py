@@ -25,6 +25,10 @@ AXES = ("acquisition", "axial", "coronal", "sagittal")
 MIN_SUPPORT_SLICES = 2
 RECOMMENDED_SUPPORT_SLICES = 4
 
+# What the engine CLI accepts (d24fad score): slices of the scored volume are required,
+# slices of at most one other volume may be added (--support-input).
+MAX_OTHER_SUPPORT_VOLUMES = 1
+
 # Row of the RAS world axis each anatomical plane is stacked along.
 _RAS_ROW_OF_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}
 
@@ -145,3 +149,15 @@ def support_set_from_json(text: str) -> list[SupportReference]:
         return [SupportReference(str(item["volume_node_id"]), int(item["index"])) for item in json.loads(text)]
     except (ValueError, KeyError, TypeError) as exc:
         raise SupportSetError(f"stored support set is not readable (parameter 'supportSet'): {exc}") from exc
+
+
+def require_engine_support_layout(own_slices: int, other_volumes: int, parameter: str = "supportSlices") -> None:
+    """Refuse support sets the engine CLI cannot take, with a message saying what to change."""
+    if own_slices < 1:
+        raise SupportSetError(
+            f"tag at least one normal slice of the scored volume itself (parameter '{parameter}'); "
+            "the engine takes references from another volume only in addition to those")
+    if other_volumes > MAX_OTHER_SUPPORT_VOLUMES:
+        raise SupportSetError(
+            f"references come from {other_volumes} other volumes; the engine accepts at most "
+            f"{MAX_OTHER_SUPPORT_VOLUMES} (parameter '{parameter}')")

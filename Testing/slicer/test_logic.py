@@ -140,6 +140,17 @@ def test_supports_from_another_volume_reach_the_cli(scene, logic, volume):
     assert [(s["volume"], s["index"]) for s in recorded] == [("patient CT", 1), ("normal scan", 8), ("normal scan", 2)]
 
 
+def test_support_sets_the_engine_cannot_take_are_refused(scene, logic, volume):
+    first = add_volume(scene, np.ones((9, 7, 8), np.int16), np.eye(4), name="normal 1")
+    second = add_volume(scene, np.ones((9, 7, 8), np.int16), np.eye(4), name="normal 2")
+    before = node_ids(scene)
+    with pytest.raises(SupportSetError, match="at most 1"):
+        logic.scoreVolume(volume, [0, (first, 1), (second, 1)])
+    with pytest.raises(SupportSetError, match="scored volume itself"):
+        logic.scoreVolume(volume, [(first, 1), (first, 2)])
+    assert node_ids(scene) == before
+
+
 def process_alive(pid: int) -> bool:
     """True while the process exists and is not a zombie waiting to be reaped."""
     try:
@@ -267,20 +278,25 @@ def test_score_files_writes_one_folder_per_file_without_touching_scene(scene, lo
         paths.append(tmp_path / name)
     before = node_ids(scene)
     reports = []
-    written = logic.scoreFiles(paths, (paths[0], [1, 3]), tmp_path / "scores", progress=lambda d, t: reports.append((d, t)))
+    written = logic.scoreFiles(paths, [0, 2, (paths[0], [1, 3])], tmp_path / "scores",
+                               progress=lambda d, t: reports.append((d, t)))
     assert written == [tmp_path / "scores" / "a", tmp_path / "scores" / "b"]
     for folder, path in zip(written, paths):
         assert sorted(p.name for p in folder.iterdir()) == ["anomaly_map.nrrd", "run.json", "scores.csv"]
         arguments = json.loads((folder / "run.json").read_text())["arguments"]
         assert arguments["input"] == str(path)
-        assert arguments["support_input"] == [str(paths[0])] and arguments["support_slices_other"] == ["1,3"]
+        assert arguments["support_slices"] == "0,2"
+        assert arguments["support_input"] == str(paths[0]) and arguments["support_slices_other"] == "1,3"
     assert sorted(p.name for p in (tmp_path / "scores").iterdir()) == ["a", "b"]  # no temporary folders left
     assert reports == [(1, 2), (2, 2)]
     assert node_ids(scene) == before
     with pytest.raises(InputError, match="missing.nrrd"):
-        logic.scoreFiles([tmp_path / "missing.nrrd"], (paths[0], [1, 3]), tmp_path / "more")
-    with pytest.raises(SupportSetError, match="support"):
-        logic.scoreFiles(paths, (paths[0], [1]), tmp_path / "more")
+        logic.scoreFiles([tmp_path / "missing.nrrd"], [0, 1], tmp_path / "more")
+    with pytest.raises(SupportSetError, match="at least 2"):
+        logic.scoreFiles(paths, [1], tmp_path / "more")
+    with pytest.raises(SupportSetError, match="scored volume itself"):
+        logic.scoreFiles(paths, (paths[0], [1, 3]), tmp_path / "more")
+    assert not (tmp_path / "more").exists()
 
 
 def test_next_most_anomalous_walks_slices_by_score():
