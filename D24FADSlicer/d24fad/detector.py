@@ -7,6 +7,7 @@ as the reference implementation does (NOTES flaw 4).
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import torch
 
 from .anomaly_map import anomaly_maps, image_scores
 from .config import ModelConfig
-from .device import autocast, dtype_name, resolve_device, resolve_dtype
+from .device import dtype_name, resolve_device, resolve_dtype
 from .errors import CancelledError, InputError, SupportSetError
 from .models.d24fad import D24FADModel
 
@@ -52,6 +53,37 @@ def as_model_batch(images, image_size: int, name: str) -> torch.Tensor:
     return images
 
 
+def _fold_batch_norms(module: torch.nn.Module) -> torch.nn.Module:
+    """Fold eval-mode batch norms into the preceding convolutions (FX graph rewrite).
+
+    Saves a memory pass per convolution at inference; networks that FX cannot trace are
+    returned unchanged (same results, slightly slower).
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(module)
+    except Exception as exc:  # tracing failures come in many types; folding is only an optimisation
+        log.debug("batch-norm folding skipped for %s: %s", type(module).__name__, exc)
+        return module
+
+
+def _inference_copy(model: D24FADModel, device: torch.device, dtype: torch.dtype, channels_last: bool) -> D24FADModel:
+    """The network as it runs at inference: on ``device``, weights in ``dtype``.
+
+    Reduced precision uses weights cast once (not autocast, which re-casts every weight
+    on every call), with batch norms folded into the teacher's convolutions. The caller's
+    model (the one saved in checkpoints) is left as it is.
+    """
+    runner = copy.deepcopy(model) if (dtype != torch.float32 or device.type != "cpu") else model
+    if dtype != torch.float32:
+        runner.teacher.backbone = _fold_batch_norms(runner.teacher.backbone)
+    runner = runner.to(device=device, dtype=dtype)
+    if channels_last:
+        runner = runner.to(memory_format=torch.channels_last)
+    return runner.eval()
+
+
 class FewShotDetector:
     """Inference API. Typical use::
 
@@ -76,11 +108,12 @@ class FewShotDetector:
         self.mode = mode
         self.checkpoint_sha256 = checkpoint_sha256
         self.checkpoint_path = checkpoint_path
-        self.model = model.eval().to(self.device)
+        self.model = model.eval()
         # channels-last lets oneDNN / cuDNN pick their fastest convolution kernels.
         self._channels_last = self.device.type in ("cpu", "cuda")
-        if self._channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self._runner = _inference_copy(self.model, self.device, self.dtype, self._channels_last)
+        # L2W always runs in float32: its logits sum hundreds of thousands of products.
+        self._l2w = copy.deepcopy(self.model.l2w).float().to(self.device).eval()
         self._support_feats: Optional[list[torch.Tensor]] = None
         self._support_keys: Optional[list[torch.Tensor]] = None
         self._support_images: Optional[torch.Tensor] = None
@@ -135,9 +168,8 @@ class FewShotDetector:
 
     def _features(self, batch: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """(teacher map-scale features, student features) in float32."""
-        with autocast(self.device, self.dtype):
-            teacher = self.model.encode(self._prepare(batch))
-            student = self.model.decode(teacher[-1])
+        teacher = self._runner.encode(self._prepare(batch).to(self.dtype))
+        student = self._runner.decode(teacher[-1])
         return [t.float() for t in teacher[:-1]], [s.float() for s in student]
 
     @torch.inference_mode()
@@ -151,7 +183,7 @@ class FewShotDetector:
             _, student = self._features(images[start : start + batch_size])
             student_parts.append(student)
         self._support_feats = [torch.cat([p[s] for p in student_parts]) for s in range(self.model.n_scales)]
-        self._support_keys = self.model.l2w.keys(self._support_feats) if self.mode == "ssd" else None
+        self._support_keys = self._l2w.keys(self._support_feats) if self.mode == "ssd" else None
         self._support_images = images
 
     def _require_support(self) -> None:
@@ -163,7 +195,8 @@ class FewShotDetector:
             refs = teacher_q
             weights = torch.zeros(student_q[0].shape[0], self.model.n_scales, support_feats[0].shape[0])
             return refs, weights
-        return self.model.l2w_references(student_q, support_feats, support_keys, uniform=self.mode == "uniform")
+        uniform = self.mode == "uniform" or not self.config.use_l2w
+        return self._l2w(student_q, support_feats, support_keys, uniform=uniform)
 
     @torch.inference_mode()
     def score(
