@@ -1,0 +1,201 @@
+"""``d24fad score`` / ``d24fad series`` end to end with a tiny model; bad inputs leave nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+from d24fad.checkpoint import read_checkpoint_info
+from d24fad.cli import EXIT_BAD_INPUT, main
+from d24fad.io import read_slice_scores_csv, read_volume
+from d24fad.slicing import slice_positions
+from io_fixtures import OBLIQUE, files_in, phantom, write_dicom_series, write_sr
+
+
+@pytest.fixture(scope="module")
+def dicom_input(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("mr") / "series"
+    write_dicom_series(folder, phantom((7, 24, 30)) * 5, direction=OBLIQUE, spacing=(0.9, 0.7, 2.2))
+    return folder
+
+
+def score(*args: str) -> int:
+    return main(["score", *args])
+
+
+def test_volume_mode_writes_map_scores_mask_dicom_and_run_record(dicom_input, tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "result"
+    code = score("--input", str(dicom_input), "--support-slices", "0,1,5", "--out", str(out),
+                 "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--progress", "none",
+                 "--threshold", "auto", "--mask", "--dicom-seg", "--dicom-pmap", "--batch-size", "3")
+    assert code == 0
+    assert files_in(out) == ["anomaly_map.nii.gz", "anomaly_mask.nii.gz", "anomaly_pmap.dcm", "anomaly_seg.dcm",
+                             "run.json", "scores.csv"]
+    assert str(out.resolve()) in capsys.readouterr().out
+    source = read_volume(dicom_input)
+    anomaly_map = read_volume(out / "anomaly_map.nii.gz")
+    assert anomaly_map.same_geometry(source, atol=1e-4)
+    indices, positions, scores = read_slice_scores_csv(out / "scores.csv")
+    np.testing.assert_array_equal(indices, np.arange(7))
+    np.testing.assert_allclose(positions, slice_positions(source, "acquisition"), atol=1e-3)
+    # The score of a slice is the max of its map (at model resolution, so at least the resampled max).
+    assert np.all(scores >= anomaly_map.array.max(axis=(1, 2)) - 1e-3)
+    record = json.loads((out / "run.json").read_text())
+    assert record["model"]["checkpoint_sha256"] == read_checkpoint_info(tiny_checkpoint).sha256
+    assert record["supports"] == [{"source": str(dicom_input), "indices": [0, 1, 5], "same_as_input": True}]
+    assert record["threshold"] > 0 and record["threshold_source"].startswith("auto")
+    assert record["l2w_weights"]["supports"] == ["input:0", "input:1", "input:5"]
+    assert sum(record["l2w_weights"]["top_support_counts"].values()) == 7
+    assert record["versions"]["torch"] and record["intensity"]["mode"] == "percentile_foreground"
+    mask = read_volume(out / "anomaly_mask.nii.gz")
+    np.testing.assert_array_equal(mask.array, (anomaly_map.array >= record["threshold"]).astype(np.float32))
+    seg = pydicom.dcmread(out / "anomaly_seg.dcm")
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == source.metadata["series_uid"]
+
+
+def test_nrrd_axis_window_other_support_volume_and_json_progress(dicom_input, tiny_checkpoint, tmp_path, capfd):
+    other = tmp_path / "other"
+    write_dicom_series(other, phantom((4, 24, 30)), seed=5)
+    out = tmp_path / "result"
+    code = score("--input", str(dicom_input), "--support-slices", "2", "--support-input", str(other),
+                 "--support-slices-other", "1,3", "--axis", "sagittal", "--window", "minmax", "--map-format", "nrrd",
+                 "--out", str(out), "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--progress", "json")
+    assert code == 0
+    assert files_in(out) == ["anomaly_map.nrrd", "run.json", "scores.csv"]
+    captured = capfd.readouterr()
+    events = [json.loads(line) for line in captured.err.splitlines() if line.startswith("{")]
+    progress = [e for e in events if e["event"] == "progress"]
+    assert progress[-1]["done"] == progress[-1]["total"] == read_volume(out / "anomaly_map.nrrd").shape[2]
+    assert events[-1] == {"event": "done", "stage": "scoring"}
+    assert json.loads(captured.out.strip().splitlines()[-1])["event"] == "outputs"
+    record = json.loads((out / "run.json").read_text())
+    assert record["axis"] == "sagittal" and record["l2w_weights"]["supports"] == ["input:2", "other:1", "other:3"]
+
+
+def write_pngs(folder: Path, count: int, seed: int) -> None:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for n in range(count):
+        Image.fromarray(rng.integers(0, 255, (24, 30), dtype=np.uint8)).save(folder / f"case{n}.png")
+
+
+def test_folder_mode_writes_scores_and_heatmaps(tmp_path, tiny_checkpoint):
+    write_pngs(tmp_path / "normal", 3, 0)
+    write_pngs(tmp_path / "query", 2, 1)
+    out = tmp_path / "result"
+    assert score("--support", str(tmp_path / "normal"), "--query", str(tmp_path / "query"), "--shots", "2",
+                 "--out", str(out), "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
+                 "--progress", "none") == 0
+    assert files_in(out) == ["heatmaps/0000_case0.png", "heatmaps/0001_case1.png", "run.json", "scores.csv"]
+    lines = (out / "scores.csv").read_text().splitlines()
+    assert lines[0] == "image,score" and [line.split(",")[0] for line in lines[1:]] == ["case0.png", "case1.png"]
+    with Image.open(out / "heatmaps/0000_case0.png") as overlay:
+        assert overlay.size == (30, 24) and overlay.mode == "RGB"
+    assert len(json.loads((out / "run.json").read_text())["support"]) == 2
+
+
+def unknown_teacher_checkpoint(tiny_checkpoint: Path, folder: Path) -> Path:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(tiny_checkpoint), framework="pt") as handle:
+        metadata = dict(handle.metadata())
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    config = json.loads(metadata["config"])
+    config["teacher"] = "no_such_teacher_net"
+    metadata["config"] = json.dumps(config)
+    path = folder / "unknown_teacher.safetensors"
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+BAD_CASES = {
+    "empty DICOM folder": (lambda t: ["--input", str(t / "empty"), "--support-slices", "0"], "no DICOM series"),
+    "only a report": (lambda t: ["--input", str(t / "sr"), "--support-slices", "0"], "only non-image"),
+    "support slice out of range": (lambda t: ["--input", str(t / "mr"), "--support-slices", "0,99"],
+                                   "index 99 is out of range"),
+    "mask without threshold": (lambda t: ["--input", str(t / "mr"), "--support-slices", "0", "--mask"],
+                               "--threshold"),
+    "DICOM SEG from NIfTI": (lambda t: ["--input", str(t / "v.nii.gz"), "--support-slices", "0", "--threshold",
+                                        "0.5", "--dicom-seg"], "need a DICOM input"),
+    "bad window": (lambda t: ["--input", str(t / "mr"), "--support-slices", "0", "--window", "wide"], "--window"),
+    "bad slice list": (lambda t: ["--input", str(t / "mr"), "--support-slices", "1,x"], "--support-slices"),
+    "empty support folder": (lambda t: ["--support", str(t / "empty"), "--query", str(t / "pngs")],
+                             "contains no images"),
+    "unreadable image": (lambda t: ["--support", str(t / "pngs"), "--query", str(t / "broken")], "broken.png"),
+    "K larger than the support folder": (lambda t: ["--support", str(t / "pngs"), "--query", str(t / "pngs"),
+                                                    "--shots", "9"], "--shots 9 is larger"),
+    "nothing to score": (lambda t: [], "nothing to score"),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory) -> Path:
+    import SimpleITK as sitk
+
+    root = tmp_path_factory.mktemp("bad")
+    (root / "empty").mkdir()
+    write_sr(root / "sr")
+    write_dicom_series(root / "mr", phantom((3, 10, 12)))
+    sitk.WriteImage(sitk.GetImageFromArray(np.ones((3, 10, 12), dtype=np.float32)), str(root / "v.nii.gz"))
+    write_pngs(root / "pngs", 2, 0)
+    (root / "broken").mkdir()
+    (root / "broken" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    return root
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_inputs_exit_non_zero_and_write_nothing(case, bad_inputs, tiny_checkpoint, tmp_path, capsys):
+    arguments, message = BAD_CASES[case]
+    out = tmp_path / "result"
+    code = score(*arguments(bad_inputs), "--out", str(out), "--checkpoint", str(tiny_checkpoint), "--device",
+                 "cpu", "--progress", "none")
+    assert code == EXIT_BAD_INPUT
+    assert message in capsys.readouterr().err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_unknown_teacher_is_a_clear_error(bad_inputs, tiny_checkpoint, tmp_path, capsys):
+    checkpoint = unknown_teacher_checkpoint(tiny_checkpoint, tmp_path)
+    out = tmp_path / "result"
+    code = score("--input", str(bad_inputs / "mr"), "--support-slices", "0", "--out", str(out),
+                 "--checkpoint", str(checkpoint), "--progress", "none")
+    assert code != 0
+    assert "no_such_teacher_net" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_existing_output_needs_overwrite(bad_inputs, tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "result"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier run")
+    arguments = ["--input", str(bad_inputs / "mr"), "--support-slices", "0,2", "--out", str(out),
+                 "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--progress", "none"]
+    assert score(*arguments) != 0
+    assert "--overwrite" in capsys.readouterr().err and files_in(out) == ["keep.txt"]
+    assert score(*arguments, "--overwrite") == 0
+    assert files_in(out) == ["anomaly_map.nii.gz", "run.json", "scores.csv"]
+
+
+def test_series_command_lists_series(bad_inputs, capsys):
+    assert main(["series", str(bad_inputs), "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert sorted((s["modality"], s["is_image"]) for s in listing["series"]) == [("MR", True), ("SR", False)]
+    assert main(["series", str(bad_inputs)]) == 0
+    assert "3 slices" in capsys.readouterr().out
+
+
+def test_python_dash_m_entry_point_reports_errors(tmp_path):
+    """The Slicer module runs `python -m d24fad`: errors reach stderr with exit status 2."""
+    result = subprocess.run([sys.executable, "-m", "d24fad", "score", "--input", str(tmp_path / "missing"),
+                             "--support-slices", "0", "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == EXIT_BAD_INPUT and "does not exist" in result.stderr
+    assert not (tmp_path / "out").exists()
