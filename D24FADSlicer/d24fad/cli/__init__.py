@@ -23,6 +23,8 @@ SUBCOMMANDS: tuple[str, ...] = (
     "series",
     "benchmark_speed",
     "build_benchmark",
+    "train",
+    "evaluate",
 )
 
 EXIT_OK = 0

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the support-draw protocol, baselines, reports."""

@@ -1,0 +1,1 @@
+"""Episodic meta-training (single process and torchrun DDP)."""
