@@ -78,6 +78,7 @@ def _inference_copy(model: D24FADModel, device: torch.device, dtype: torch.dtype
     runner = copy.deepcopy(model) if (dtype != torch.float32 or device.type != "cpu") else model
     if dtype != torch.float32:
         runner.teacher.backbone = _fold_batch_norms(runner.teacher.backbone)
+        runner.student.fold_batch_norms_()
     runner = runner.to(device=device, dtype=dtype)
     if channels_last:
         runner = runner.to(memory_format=torch.channels_last)

@@ -72,3 +72,22 @@ def test_teacher_normalises_input_with_its_statistics():
     model = D24FADModel(ModelConfig())  # offline EfficientNet: ImageNet mean/std
     assert model.teacher.normalisation["mean"] == pytest.approx([0.485, 0.456, 0.406])
     assert model.teacher.normalisation["std"] == pytest.approx([0.229, 0.224, 0.225])
+
+
+def test_folding_decoder_batch_norms_keeps_outputs():
+    import copy
+
+    model = D24FADModel(tiny_config())
+    with torch.no_grad():
+        for m in model.student.modules():  # non-trivial statistics, as after training
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+    model.eval()
+    folded = copy.deepcopy(model.student).fold_batch_norms_()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    deepest = torch.randn(2, 512, 2, 2)
+    with torch.no_grad():
+        for a, b in zip(model.student(deepest), folded(deepest)):
+            assert torch.allclose(a, b, atol=1e-4)

@@ -121,6 +121,19 @@ def plan_decoder(
     )
 
 
+def fold_batch_norms_(block: UpBottleneck) -> None:
+    """Fold the eval-mode batch norms of ``block`` into its convolutions, in place (inference only)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for conv_name, bn_name in (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")):
+        conv = getattr(block, conv_name)
+        setattr(block, conv_name, fuse_conv_bn_eval(conv, getattr(block, bn_name), transpose=isinstance(conv, nn.ConvTranspose2d)))
+        setattr(block, bn_name, nn.Identity())
+    if isinstance(block.shortcut, nn.Sequential):
+        conv, bn = block.shortcut
+        block.shortcut = fuse_conv_bn_eval(conv, bn, transpose=isinstance(conv, nn.ConvTranspose2d))
+
+
 class MirrorDecoder(nn.Module):
     """Decoder executing a :class:`DecoderPlan`; returns features shallow -> deep (teacher order)."""
 
@@ -154,6 +167,14 @@ class MirrorDecoder(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+
+    def fold_batch_norms_(self) -> "MirrorDecoder":
+        """Inference-only: fold every batch norm into its convolution (same outputs, fewer passes)."""
+        self.eval()
+        for module in self.modules():
+            if isinstance(module, UpBottleneck):
+                fold_batch_norms_(module)
+        return self
 
     def forward(self, deepest: torch.Tensor) -> list[torch.Tensor]:
         outputs = []
