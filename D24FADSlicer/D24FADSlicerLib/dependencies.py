@@ -27,6 +27,7 @@ PIP_REQUIREMENTS = (
     "monai==1.6.1",
     "scikit-learn==1.9.1",
     "tqdm>=4.66",
+    "nibabel==5.4.2",
 )
 
 _REQUIREMENT_PATTERN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(==|>=)?\s*([A-Za-z0-9.+-]*)\s*$")

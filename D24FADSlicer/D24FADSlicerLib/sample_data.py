@@ -19,7 +19,7 @@ THUMBNAIL_FILE = Path(__file__).resolve().parent.parent / "Resources" / "Icons" 
 # Acquisition (axial) slices the lesion touches, first and last (printed by the script).
 LESION_SLICES = (35, 42)
 # Normal slices of the same scan, above and below the lesion, used as the support set.
-NORMAL_SUPPORT_SLICES = (30, 32, 45, 47)
+NORMAL_SUPPORT_SLICES = (29, 31, 33, 44)
 
 
 def file_sha256(path: Path) -> str:
