@@ -13,7 +13,8 @@ import pytest
 from d24fad import __version__
 from d24fad.errors import InputError
 from d24fad.io import Volume, read_volume, write_dicom_pmap, write_dicom_seg
-from io_fixtures import OBLIQUE, SAGITTAL, files_in, phantom, write_dicom_series
+from io_fixtures import (OBLIQUE, SAGITTAL, copy_alone, files_in, phantom, pydicom_data_file,
+                         write_dicom_series)
 
 DCIODVFY = shutil.which("dciodvfy")
 
@@ -121,8 +122,31 @@ def test_mask_on_another_grid_is_refused(source, tmp_path):
 def test_dciodvfy_reports_no_errors(source, tmp_path):
     seg_path = write_dicom_seg(source, source.with_array((anomaly_map(source).array > 0.9).astype(np.uint8)),
                                tmp_path / "seg.dcm")
-    pmap_path = write_dicom_pmap(source, anomaly_map(source), tmp_path / "pmap.dcm")
-    for path in (seg_path, pmap_path):
+    # Real maps span well under 1: the display window must still be valid.
+    small_range = source.with_array(anomaly_map(source).array * 0.3)
+    pmap_path = write_dicom_pmap(source, small_range, tmp_path / "pmap.dcm")
+    assert_dciodvfy_clean(seg_path, pmap_path)
+
+
+def assert_dciodvfy_clean(*paths) -> None:
+    for path in paths:
         report = run_dciodvfy(path)
         errors = [line for line in report.splitlines() if line.startswith("Error")]
         assert errors == [], f"{path.name}:\n{report}"
+
+
+def test_enhanced_multiframe_source(tmp_path):
+    """A real enhanced CT (one multi-frame file) as source: references and frames line up."""
+    source = read_volume(copy_alone(pydicom_data_file("eCT_Supplemental.dcm"), tmp_path / "src"))
+    mask = np.zeros(source.shape, dtype=np.uint8)
+    mask[1, 100:140, 50:60] = 1
+    seg_path = write_dicom_seg(source, source.with_array(mask), tmp_path / "seg.dcm")
+    pmap_path = write_dicom_pmap(source, source.with_array(mask * np.float32(0.7)), tmp_path / "pmap.dcm")
+    seg = hd.seg.segread(seg_path)
+    assert referenced_instances(seg) == {pydicom.dcmread(source.metadata["dicom_files"][0]).SOPInstanceUID}
+    rebuilt = seg.get_volume(combine_segments=True)
+    ours_kji = source.index_to_physical_matrix[:, [2, 1, 0, 3]]
+    np.testing.assert_allclose(physical_points(np.argwhere(np.asarray(rebuilt.array)), rebuilt.affine),
+                               physical_points(np.argwhere(mask), ours_kji), atol=1e-3)
+    if DCIODVFY is not None:
+        assert_dciodvfy_clean(seg_path, pmap_path)

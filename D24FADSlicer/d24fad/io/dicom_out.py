@@ -129,12 +129,17 @@ def build_dicom_pmap(source: Volume, anomaly_map: Volume):
     mapping = hd.pm.RealWorldValueMapping(
         lut_label="ANOMALY", lut_explanation="D24FAD anomaly score (1 - cosine similarity, summed over scales)",
         unit=codes.UCUM.NoUnits, value_range=(low, high), slope=1.0, intercept=0.0)
+    # Scores span about 0..2: a plain LINEAR window narrower than 1 is not permitted, so the
+    # display window uses LINEAR_EXACT, which maps exactly [low, high] to the display range.
+    window = hd.content.VOILUTTransformation(
+        window_center=(low + high) / 2.0, window_width=max(high - low, 1e-6), window_explanation="score range",
+        voi_lut_function=hd.VOILUTFunctionValues.LINEAR_EXACT)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pmap = hd.pm.ParametricMap(
             source_images=datasets, pixel_array=_as_highdicom_volume(source, values),
             contains_recognizable_visual_features=False, real_world_value_mappings=[mapping],
-            window_center=(low + high) / 2.0, window_width=max(high - low, 1e-6),
+            voi_lut_transformations=[window],
             content_description="D24FAD anomaly map", content_label="ANOMALY", **_common_arguments(datasets))
     _set_series_laterality(pmap, datasets)
     return pmap
