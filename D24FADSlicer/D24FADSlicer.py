@@ -15,6 +15,7 @@ Console use (blocking, with an optional progress callback)::
     logic.scoreFiles(["a.nii.gz", "b.nrrd"], [0, 1, ("normal.nrrd", [10, 20])], "/tmp/scores")
 """
 
+import functools
 import logging
 import os
 import tempfile
@@ -441,13 +442,20 @@ def checkpoint_checksum_text(path: str) -> str:
         return "default model shipped with the extension"
     if not os.path.isfile(path):
         return f"file not found: {path}"
+    status = os.stat(path)
+    return f"SHA256 {_file_sha256(path, status.st_mtime_ns, status.st_size)}"
+
+
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str, modifiedNs: int, size: int) -> str:
+    """Hash once per file version: the GUI refreshes on every parameter change."""
     import hashlib
 
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
-    return f"SHA256 {digest.hexdigest()}"
+    return digest.hexdigest()
 
 
 def ensure_dependencies() -> bool:

@@ -159,3 +159,37 @@ def test_support_set_validation_and_json_round_trip(scene):
                                      "acquisition")
     with pytest.raises(SupportSetError, match="supportSet"):
         support.support_set_from_json("[{]")
+
+
+def test_volume_from_node_and_back_preserves_voxels_and_ijk_to_ras(scene):
+    voxels = np.random.default_rng(1).normal(size=(4, 5, 6)).astype(np.float32)
+    node = add_volume(scene, voxels, oblique_matrix(), name="oblique MR")
+    volume = geometry.volume_from_node(node)
+    assert volume.array.dtype == np.float32 and np.array_equal(volume.array, voxels)
+    # The engine's voxel-to-LPS affine is the node's IJK-to-RAS with x and y negated.
+    assert np.allclose(np.diag([-1, -1, 1, 1]) @ geometry.ijk_to_ras_array(node), volume.index_to_physical_matrix)
+    copy = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
+    geometry.update_node_from_volume(copy, volume)
+    assert np.array_equal(geometry.ijk_to_ras_array(copy), geometry.ijk_to_ras_array(node))
+    assert np.array_equal(slicer.util.arrayFromVolume(copy), voxels)
+
+
+@pytest.mark.parametrize("directions", [AXIAL_DIRECTIONS, CORONAL_DIRECTIONS,
+                                        rotation((1, 2, 0.5), 27.0) @ AXIAL_DIRECTIONS,
+                                        rotation((0, 1, 0), 50.0) @ CORONAL_DIRECTIONS])
+def test_slice_indices_agree_with_the_engine_slicing(scene, directions):
+    """The module and the engine must name the same slice by the same index."""
+    from d24fad import slicing
+
+    matrix = ijk_to_ras((0.8, 0.9, 2.5), (12.5, -40.25, 7.0), directions)
+    node = add_volume(scene, np.zeros((9, 10, 11), np.float32), matrix)
+    volume = geometry.volume_from_node(node)
+    rng = np.random.default_rng(3)
+    for axis in support.AXES:
+        assert support.ijk_axis_of(node, axis) == slicing.itk_axis(volume, axis)
+        assert support.slice_count(node, axis) == slicing.slice_count(volume, axis)
+        for _ in range(10):
+            ijk = rng.uniform(0, [10, 9, 8])
+            ras = (matrix @ np.append(ijk, 1.0))[:3]
+            expected = slicing.physical_point_to_slice_index(volume, axis, ras * [-1, -1, 1])
+            assert support.slice_index_at_ras(node, axis, ras) == expected
