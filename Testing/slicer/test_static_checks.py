@@ -205,3 +205,32 @@ def test_bundled_constraints_pin_installed_versions(tmp_path):
     assert dependencies.is_satisfied(f"numpy=={version('numpy')}")
     assert not dependencies.is_satisfied("numpy>=999")
     assert not dependencies.is_satisfied("surely-not-installed-package-d24fad")
+
+
+def test_every_slicer_util_function_the_module_calls_exists():
+    """slicer-core ships the application's slicer/util.py: catch misspelt or removed helpers."""
+    from conftest import slicer
+
+    used = set(re.findall(r"slicer\.util\.(\w+)", MODULE_FILE.read_text()))
+    for path in LIB_DIR.glob("*.py"):
+        used |= set(re.findall(r"slicer\.util\.(\w+)", path.read_text()))
+    assert {"tryWithErrorDisplay", "setSliceViewerLayers", "loadUI"} <= used
+    assert not sorted(name for name in used if not hasattr(slicer.util, name))
+
+
+def test_mrml_methods_the_widget_calls_exist():
+    """The widget runs only in the application; check its MRML / logic calls against slicer-core."""
+    from conftest import slicer
+
+    expected = {
+        slicer.vtkMRMLSliceNode: ("RotateToVolumePlane", "JumpSliceByOffsetting"),
+        slicer.vtkMRMLSliceCompositeNode: ("GetBackgroundVolumeID", "GetForegroundVolumeID", "SetForegroundOpacity"),
+        slicer.vtkSlicerColorLogic: ("AddDefaultColorLegendDisplayNode",),
+        slicer.vtkSlicerPlotsLogic: ("ShowChartInLayout",),
+        slicer.vtkMRMLScalarVolumeDisplayNode: ("SetLowerThreshold",),
+    }
+    source = MODULE_FILE.read_text()
+    for mrml_class, methods in expected.items():
+        for method in methods:
+            assert method in source
+            assert hasattr(mrml_class, method), f"{mrml_class.__name__}.{method}"
