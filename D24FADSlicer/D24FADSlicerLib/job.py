@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ EXIT_BAD_INPUT = 2
 EXIT_CANCELLED = 130
 
 RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cancelled"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -201,6 +204,9 @@ def run_blocking(job: ScoringJob, progress: Optional[Callable[[int, int], None]]
             job.cancel()
             break
         time.sleep(poll_seconds)
+    if job.status.state == FAILED:
+        # The exception carries the summary; the full engine output goes to the log.
+        logger.error("scoring failed: %s\nengine output:\n%s", job.error, "\n".join(job.log))
     if job.status.state != SUCCEEDED:
         raise job.error
     return job.result

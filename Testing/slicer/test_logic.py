@@ -181,12 +181,14 @@ def test_cancel_mid_run_kills_process_tree_and_adds_nothing(scene, logic, volume
     ("bad_input", InputError, "cannot read"),
     ("wrong_shape", GeometryError, "anomaly_map.nrrd"),
 ])
-def test_failing_run_reports_error_and_leaves_scene(scene, logic, volume, fake_mode, mode, error, text):
+def test_failing_run_reports_error_and_leaves_scene(scene, logic, volume, fake_mode, mode, error, text, caplog):
     fake_mode(mode)
     before = node_ids(scene)
     with pytest.raises(error, match=text):
         logic.scoreVolume(volume, [0, 1])
     assert node_ids(scene) == before
+    # The whole engine output (command line, messages) is logged for the error details.
+    assert "fake d24fad starting" in caplog.text and "--support-slices 0,1" in caplog.text
 
 
 def test_gpu_out_of_memory_retries_with_smaller_batch(scene, logic, volume, fake_mode):
