@@ -104,12 +104,13 @@ def _support_images(query: Volume, query_normalized: np.ndarray, supports: Seque
     return images, described
 
 
-def _resolve_threshold(threshold: ThresholdSpec, detector) -> Optional[float]:
+def parse_threshold(threshold: ThresholdSpec) -> Union[float, str, None]:
+    """A finite float, "auto" (calibrate on the supports), or None; bad values raise."""
     if threshold is None:
         return None
     if isinstance(threshold, str):
         if threshold.strip().lower() == "auto":
-            return float(detector.calibrate_threshold())
+            return "auto"
         try:
             threshold = float(threshold)
         except ValueError:
@@ -117,6 +118,13 @@ def _resolve_threshold(threshold: ThresholdSpec, detector) -> Optional[float]:
     threshold = float(threshold)
     if not np.isfinite(threshold):
         raise InputError(f"--threshold {threshold}: must be finite")
+    return threshold
+
+
+def _resolve_threshold(threshold: ThresholdSpec, detector) -> Optional[float]:
+    threshold = parse_threshold(threshold)
+    if threshold == "auto":
+        return float(detector.calibrate_threshold())
     return threshold
 
 

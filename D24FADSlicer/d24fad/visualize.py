@@ -8,6 +8,7 @@ from typing import Optional
 
 import numpy as np
 
+from .errors import InputError
 from .io.atomic import write_with
 
 # "hot"-like colour ramp: black -> dark red -> red -> yellow -> white, at these map fractions.
@@ -37,7 +38,7 @@ def overlay_rgb(image01: np.ndarray, anomaly_map: np.ndarray, vmin: Optional[flo
     image01 = np.asarray(image01, dtype=np.float64)
     base = np.repeat(image01[..., None], 3, axis=-1) if image01.ndim == 2 else image01
     if base.shape[:2] != np.shape(anomaly_map):
-        raise ValueError(f"map shape {np.shape(anomaly_map)} differs from image shape {base.shape[:2]}")
+        raise InputError(f"map shape {np.shape(anomaly_map)} differs from image shape {base.shape[:2]}")
     unit = scale_to_unit(anomaly_map, vmin, vmax)
     # Opacity grows with the score, so normal tissue stays readable under the overlay.
     weight = (alpha * unit)[..., None]

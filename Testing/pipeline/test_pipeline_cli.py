@@ -125,6 +125,8 @@ BAD_CASES = {
                                "--threshold"),
     "DICOM SEG from NIfTI": (lambda t: ["--input", str(t / "v.nii.gz"), "--support-slices", "0", "--threshold",
                                         "0.5", "--dicom-seg"], "need a DICOM input"),
+    "bad threshold": (lambda t: ["--input", str(t / "mr"), "--support-slices", "0", "--threshold", "high"],
+                      "--threshold 'high'"),
     "bad window": (lambda t: ["--input", str(t / "mr"), "--support-slices", "0", "--window", "wide"], "--window"),
     "bad slice list": (lambda t: ["--input", str(t / "mr"), "--support-slices", "1,x"], "--support-slices"),
     "empty support folder": (lambda t: ["--support", str(t / "empty"), "--query", str(t / "pngs")],
@@ -133,6 +135,10 @@ BAD_CASES = {
     "K larger than the support folder": (lambda t: ["--support", str(t / "pngs"), "--query", str(t / "pngs"),
                                                     "--shots", "9"], "--shots 9 is larger"),
     "nothing to score": (lambda t: [], "nothing to score"),
+    "volume option in folder mode": (lambda t: ["--support", str(t / "pngs"), "--query", str(t / "pngs"),
+                                                "--mask"], "--mask cannot be used in folder"),
+    "folder option in volume mode": (lambda t: ["--input", str(t / "mr"), "--support-slices", "0", "--shots", "2"],
+                                     "--shots cannot be used in volume"),
 }
 
 

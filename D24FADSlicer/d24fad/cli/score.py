@@ -74,33 +74,53 @@ def parse_indices(text: str | None, option: str) -> list[int]:
     return indices
 
 
+# Options that only make sense in one mode (dest name, flag) -- refused in the other.
+VOLUME_ONLY = (("series_uid", "--series-uid"), ("support_slices", "--support-slices"),
+               ("support_input", "--support-input"), ("support_slices_other", "--support-slices-other"),
+               ("threshold", "--threshold"), ("mask", "--mask"), ("dicom_seg", "--dicom-seg"),
+               ("dicom_pmap", "--dicom-pmap"))
+FOLDER_ONLY = (("shots", "--shots"),)
+
+
+def _refuse_options(args: argparse.Namespace, options, mode: str) -> None:
+    from ..errors import InputError
+
+    given = [flag for dest, flag in options if getattr(args, dest) not in (None, False)]
+    if given:
+        raise InputError(f"{', '.join(given)} cannot be used in {mode} mode")
+
+
 def _validate(args: argparse.Namespace) -> str:
     """Check option combinations before any work; return 'volume' or 'folder'."""
     from ..errors import InputError, OutputError
+    from ..pipeline import parse_threshold
     from ..preprocess import parse_window
 
     if args.input and (args.query or args.support):
         raise InputError("use either --input (volume) or --support/--query (image folders), not both")
+    if not (args.input or args.query or args.support):
+        raise InputError("nothing to score: give --input PATH (volume) or --support DIR --query DIR (images)")
     if args.batch_size < 1:
         raise InputError(f"--batch-size {args.batch_size}: must be at least 1")
+    parse_window(args.window)
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
         raise OutputError(f"output folder {out} exists and is not empty (use --overwrite to replace it)")
-    if args.input:
-        parse_window(args.window)
-        parse_indices(args.support_slices, "--support-slices")
-        if bool(args.support_input) != bool(args.support_slices_other):
-            raise InputError("--support-input and --support-slices-other go together")
-        if args.support_slices_other:
-            parse_indices(args.support_slices_other, "--support-slices-other")
-        if (args.mask or args.dicom_seg) and args.threshold is None:
-            raise InputError("--mask and --dicom-seg need --threshold T or --threshold auto")
-        return "volume"
-    if args.query or args.support:
+    if not args.input:
         if not (args.query and args.support):
             raise InputError("folder mode needs both --support DIR and --query DIR")
+        _refuse_options(args, VOLUME_ONLY, "folder (--support/--query)")
         return "folder"
-    raise InputError("nothing to score: give --input PATH (volume) or --support DIR --query DIR (images)")
+    _refuse_options(args, FOLDER_ONLY, "volume (--input)")
+    parse_indices(args.support_slices, "--support-slices")
+    if bool(args.support_input) != bool(args.support_slices_other):
+        raise InputError("--support-input and --support-slices-other go together")
+    if args.support_slices_other:
+        parse_indices(args.support_slices_other, "--support-slices-other")
+    parse_threshold(args.threshold)
+    if (args.mask or args.dicom_seg) and args.threshold is None:
+        raise InputError("--mask and --dicom-seg need --threshold T or --threshold auto")
+    return "volume"
 
 
 def _load_detector(args: argparse.Namespace):

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # Objects that are DICOM but not images one could score (reports, annotations, plans ...).
 NON_IMAGE_MODALITIES = frozenset({
     "SR", "SEG", "RTSTRUCT", "RTPLAN", "RTRECORD", "RTDOSE", "PR", "KO", "REG", "FID", "DOC",
-    "ECG", "HD", "AU", "PLAN", "RWV", "OT-REPORT",
+    "ECG", "HD", "AU", "PLAN", "RWV",
 })
 
 # Geometry tolerances: IPP values are decimal strings rounded by scanners.
@@ -47,13 +47,6 @@ def read_header(path: str | os.PathLike):
             return pydicom.dcmread(path, stop_before_pixels=True)
         except InvalidDicomError:
             return None
-
-
-def is_dicom_file(path: str | os.PathLike) -> bool:
-    try:
-        return read_header(path) is not None
-    except Exception:  # a truncated DICOM file is still DICOM (reported when read)
-        return True
 
 
 @dataclasses.dataclass
