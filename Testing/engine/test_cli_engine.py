@@ -25,7 +25,7 @@ def test_speed_report_is_self_consistent():
     r = report.to_dict()
     assert r["images_per_s"] > 0 and r["gflop_per_image"] > 0 and r["matmul_gflop_per_s"] > 0
     assert r["roofline_images_per_s"] == pytest.approx(r["matmul_gflop_per_s"] / r["gflop_per_image"], rel=0.01)
-    assert r["fraction_of_roofline"] == pytest.approx(r["images_per_s"] / r["roofline_images_per_s"], rel=0.01)
+    assert r["fraction_of_roofline"] == pytest.approx(r["images_per_s"] / r["roofline_images_per_s"], rel=0.01, abs=1e-3)
     assert r["peak_rss_mb"] > 0 and r["dtype"] == "fp32" and r["device"] == "cpu"
 
 

@@ -137,7 +137,7 @@ def run_speed_benchmark(
         gflop_per_image=round(gflop, 3),
         matmul_gflop_per_s=round(matmul, 1),
         roofline_images_per_s=round(roofline, 3),
-        fraction_of_roofline=round(images_per_s / roofline, 3),
+        fraction_of_roofline=round(images_per_s / roofline, 4),
         peak_rss_mb=round(rss_kb / 1024 if sys.platform != "darwin" else rss_kb / 1024 / 1024, 1),
         torch_version=torch.__version__,
         cpu=platform.processor() or platform.machine(),
