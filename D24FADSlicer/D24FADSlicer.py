@@ -65,6 +65,7 @@ from D24FADSlicerLib.job import ScoringJob, ScoringRequest, run_blocking
 from D24FADSlicerLib.outputs import (
     ScoringOutputs,
     create_output_nodes,
+    map_display_maximum,
     next_most_anomalous,
     provenance_attributes,
     read_score_table,
@@ -128,7 +129,7 @@ class D24FADSlicerParameterNode:
     useAutoThreshold: bool = True
     threshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     opacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.6
-    displayThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.0
+    displayThreshold: float = 0.0  # slider range follows the map's values (map_display_maximum)
     mapVolume: slicer.vtkMRMLScalarVolumeNode
     scoreTable: slicer.vtkMRMLTableNode
 
@@ -376,6 +377,7 @@ class D24FADSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode.scoreTable = outputs.table_node
         slicer.util.setSliceViewerLayers(background=inputVolume, foreground=outputs.map_node,
                                          foregroundOpacity=self._parameterNode.opacity)
+        self.ui.displayThresholdSlider.maximum = map_display_maximum(slicer.util.arrayFromVolume(outputs.map_node))
         colorsLogic = slicer.modules.colors.logic()
         colorsLogic.AddDefaultColorLegendDisplayNode(outputs.map_node)
         slicer.modules.plots.logic().ShowChartInLayout(outputs.chart_node)

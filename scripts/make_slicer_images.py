@@ -113,12 +113,14 @@ def make_preview(checkpoint: str | None) -> None:
     lesion_center = (LESION_SLICES[0] + LESION_SLICES[1]) // 2
 
     figure, axes = plt.subplots(1, 3, figsize=(13, 4.6), gridspec_kw={"width_ratios": [1, 1, 1.5]})
-    for axis, index, title in ((axes[0], top, f"most anomalous slice ({top})"),
-                               (axes[1], NORMAL_SUPPORT_SLICES[0], f"normal reference slice ({NORMAL_SUPPORT_SLICES[0]})")):
-        heat = display_slice(anomaly, index) / scale
-        opacity = 0.65 * (display_slice(anomaly, index) >= threshold)
-        axis.imshow(blend(display_slice(volume, index), heat, opacity), interpolation="nearest")
-        axis.set_title(title)
+    panels = ((axes[0], lesion_center, f"slice {lesion_center}: synthetic lesion (most anomalous: {top})"),
+              (axes[1], NORMAL_SUPPORT_SLICES[0], f"slice {NORMAL_SUPPORT_SLICES[0]}: a normal reference"))
+    for axis, index, title in panels:
+        heat = np.clip(display_slice(anomaly, index) / scale, 0, 1)
+        # Overlay opacity grows with the map value, like a thresholded foreground layer.
+        axis.imshow(blend(display_slice(volume, index), heat, 0.75 * heat), interpolation="nearest")
+        axis.contour(display_slice(read_array(MASK_FILE), index), levels=[0.5], colors="#40c0ff", linewidths=0.8)
+        axis.set_title(title, fontsize=9)
         axis.axis("off")
     indices, scores = zip(*rows)
     axes[2].plot(indices, scores, "o-", ms=3, color="#b30000", label="slice score (map maximum)")
@@ -131,9 +133,9 @@ def make_preview(checkpoint: str | None) -> None:
     axes[2].legend(loc="upper left", fontsize=8)
     axes[2].set_title(f"per-slice scores (threshold {threshold:.3f} from the references)")
     sha = (run.get("model") or {}).get("checkpoint_sha256") or "?"
-    figure.suptitle("D24FADSlicer outputs - RENDERED PREVIEW with matplotlib from the engine's real output on the "
-                    f"module's sample data (not a Slicer screenshot); model SHA256 {sha[:12]}...; lesion slice "
-                    f"{lesion_center}", fontsize=9)
+    figure.suptitle("RENDERED PREVIEW (matplotlib, not a Slicer screenshot) of the engine's real output on the "
+                    f"module's sample data; heat = anomaly map (0..{scale:.2f}), blue = lesion outline; "
+                    f"model SHA256 {sha[:12]}", fontsize=9)
     figure.tight_layout()
     PREVIEW.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(PREVIEW, dpi=90)

@@ -146,11 +146,20 @@ def _create_map_volume(scene, input_node, anomaly_map: np.ndarray, name: str, co
     display = map_node.GetDisplayNode()
     display.SetAndObserveColorNodeID(color_node.GetID())
     display.AutoWindowLevelOff()
-    display.SetWindowLevelMinMax(0.0, 1.0)
+    display.SetWindowLevelMinMax(0.0, map_display_maximum(anomaly_map))
     display.SetApplyThreshold(True)
     display.SetLowerThreshold(float(display_threshold))
-    display.SetUpperThreshold(float(max(1.0, np.max(anomaly_map))))
+    display.SetUpperThreshold(map_display_maximum(anomaly_map))
     return map_node
+
+
+def map_display_maximum(anomaly_map: np.ndarray) -> float:
+    """Top of the heat scale: 1, or the map's maximum when it exceeds 1.
+
+    Maps sum (1 - cosine) over several feature scales, so a model can produce values above
+    1; a fixed 0-1 window would then paint every tissue voxel white.
+    """
+    return float(max(1.0, float(np.max(anomaly_map))))
 
 
 def _create_segmentation(scene, input_node, mask: np.ndarray, name: str):

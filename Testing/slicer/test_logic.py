@@ -93,7 +93,7 @@ def test_score_volume_end_to_end(scene, logic, volume):
     assert np.allclose(slicer.util.arrayFromVolume(outputs.map_node), expected, atol=1e-6)
     display = outputs.map_node.GetDisplayNode()
     assert display.GetColorNodeID() == outputs.color_node.GetID()
-    assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == (0.0, 1.0)
+    assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == (0.0, 1.0)  # the map's maximum is 1
     # Segmentation: exactly the voxels at or above the run's threshold (0.5 for "auto" here).
     segmentation = outputs.segmentation_node.GetSegmentation()
     assert segmentation.GetNumberOfSegments() == 1
@@ -299,6 +299,11 @@ def test_score_files_writes_one_folder_per_file_without_touching_scene(scene, lo
     with pytest.raises(SupportSetError, match="scored volume itself"):
         logic.scoreFiles(paths, (paths[0], [1, 3]), tmp_path / "more")
     assert not (tmp_path / "more").exists()
+
+
+def test_heat_scale_covers_maps_above_one():
+    assert outputslib.map_display_maximum(np.array([0.2, 0.7])) == 1.0
+    assert outputslib.map_display_maximum(np.array([0.2, 2.5])) == 2.5
 
 
 def test_next_most_anomalous_walks_slices_by_score():
