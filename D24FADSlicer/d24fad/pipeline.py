@@ -160,6 +160,19 @@ def _score_images(detector, images01: Sequence, batch_size: int, progress: Optio
     return maps, np.concatenate(scores), np.concatenate(weights)
 
 
+class _SliceSequence:
+    """The normalised slices of a volume along an axis, extracted only when scored."""
+
+    def __init__(self, volume: Volume, axis: str, normalized: np.ndarray):
+        self.volume, self.axis, self.normalized = volume, axis, normalized
+
+    def __len__(self) -> int:
+        return slicing.slice_count(self.volume, self.axis)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return slicing.get_slice(self.volume, self.axis, index, array=self.normalized)
+
+
 def score_volume(volume: Volume, supports: Sequence[SupportRef], detector, axis: str = "acquisition",
                  window: WindowSpec = "auto", batch_size: int = 16, progress: Optional[ProgressCallback] = None,
                  should_cancel: Optional[CancelCheck] = None, threshold: ThresholdSpec = None) -> VolumeScoreResult:
@@ -172,14 +185,8 @@ def score_volume(volume: Volume, supports: Sequence[SupportRef], detector, axis:
     support_batch, _ = batch_to_model_input(support_images, detector.image_size)
     detector.set_support(support_batch)
 
-    class _LazySlices:
-        def __len__(self):
-            return count
-
-        def __getitem__(self, index):
-            return slicing.get_slice(volume, axis, index, array=normalized)
-
-    maps, scores, weights = _score_images(detector, _LazySlices(), batch_size, progress, should_cancel)
+    maps, scores, weights = _score_images(detector, _SliceSequence(volume, axis, normalized), batch_size,
+                                          progress, should_cancel)
     return VolumeScoreResult(
         volume=volume, axis=axis,
         anomaly_map=slicing.stack_slices(volume, axis, maps),
