@@ -144,3 +144,17 @@ def test_vector_image_is_not_a_volume(tmp_path):
 def test_multiframe_2d_request_is_refused():
     with pytest.raises(DicomError, match="multi-frame"):
         read_image_2d(pydicom_data_file("emri_small.dcm"))
+
+
+def test_sheared_stack_gantry_tilt_is_refused(tmp_path):
+    """Each slice shifted in-plane (CT gantry tilt): a regular grid would misplace voxels."""
+    import pydicom
+
+    files = write_dicom_series(tmp_path, phantom((4, 8, 8)), spacing=(1.0, 1.0, 2.0))
+    for path in files:
+        dataset = pydicom.dcmread(path)
+        position = [float(v) for v in dataset.ImagePositionPatient]
+        position[1] += 0.5 * (dataset.InstanceNumber - 1)  # 0.5 mm per slice, posterior
+        dataset.ImagePositionPatient = [f"{v:.6f}" for v in position]
+        dataset.save_as(path)
+    expect_error(tmp_path, GeometryError, "shifted in-plane", "gantry tilt")
