@@ -47,23 +47,27 @@ def engine_python_executable() -> str:
     """The interpreter that runs ``-m d24fad``: PythonSlicer inside Slicer, else this Python.
 
     Inside the Slicer application ``sys.executable`` is the application itself, which
-    cannot run ``-m``; ``PythonSlicer`` sits next to it and sets up the same environment.
+    cannot run ``-m``; Slicer puts its ``PythonSlicer`` launcher on PATH (the way
+    ``slicer.util.executePythonModule`` finds it). Under PythonSlicer or a plain Python,
+    ``sys.executable`` is already right.
     """
     import shutil
 
-    executable_dir = Path(sys.executable).parent
-    for name in ("PythonSlicer.exe", "PythonSlicer"):
-        candidate = executable_dir / name
-        if candidate.is_file():
-            return str(candidate)
-    found = shutil.which("PythonSlicer")
-    in_slicer_app = "slicer" in sys.modules and hasattr(sys.modules["slicer"], "app")
-    return found if (found and in_slicer_app) else sys.executable
+    slicer_module = sys.modules.get("slicer")
+    if slicer_module is not None and hasattr(slicer_module, "app"):
+        found = shutil.which("PythonSlicer")
+        if found:
+            return found
+        beside = Path(sys.executable).with_name("PythonSlicer.exe" if os.name == "nt" else "PythonSlicer")
+        if beside.is_file():
+            return str(beside)
+    return sys.executable
 
 
 def engine_environment(base: Optional[Mapping[str, str]] = None) -> dict[str, str]:
-    """Environment for the child: the folder holding the ``d24fad`` package comes first
-    on PYTHONPATH, so the child runs the engine shipped with this module."""
+    """Environment for the child: this process's environment (as Slicer's own
+    ``executePythonModule`` uses) with the folder holding the ``d24fad`` package first on
+    PYTHONPATH, so the child runs the engine shipped with this module."""
     import d24fad
 
     env = dict(os.environ if base is None else base)
