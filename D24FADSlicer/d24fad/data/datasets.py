@@ -179,7 +179,7 @@ def load_normal_images(paths: Sequence[Path], size: int, window="auto") -> np.nd
 
 
 @dataclass
-class TestSet:
+class EvaluationImages:
     """A task's test images on the model grid, in a fixed order: good first, then bad."""
 
     task: str
@@ -192,7 +192,7 @@ class TestSet:
         return int(self.labels.shape[0])
 
 
-def load_test_set(files: TaskFiles, size: int, window="auto") -> TestSet:
+def load_test_set(files: TaskFiles, size: int, window="auto") -> EvaluationImages:
     images, labels, names, masks = [], [], [], []
     for path in files.test_good:
         for i, image in enumerate(read_slices01(path, window)):
@@ -217,7 +217,7 @@ def load_test_set(files: TaskFiles, size: int, window="auto") -> TestSet:
     grid_masks = None
     if files.has_masks:
         grid_masks = np.stack([mask_to_model_grid(m, size) for m in masks])
-    return TestSet(files.name, model_inputs(images, size), np.asarray(labels, dtype=np.int64), names, grid_masks)
+    return EvaluationImages(files.name, model_inputs(images, size), np.asarray(labels, dtype=np.int64), names, grid_masks)
 
 
 def _slice_name(path: Path, index: int) -> str:

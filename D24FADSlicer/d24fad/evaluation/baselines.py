@@ -133,7 +133,7 @@ class PatchCoreMaps(ScoringMethod):
         embedded = self._embeddings(query.teacher)
         n, d, h, w = embedded.shape
         patches = embedded.permute(0, 2, 3, 1).reshape(-1, d)
-        nearest = torch.cat([torch.cdist(chunk, bank).min(dim=1).values for chunk in patches.split(4096)])
+        nearest = torch.cat([torch.cdist(chunk, bank, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values for chunk in patches.split(4096)])
         distance = nearest.view(n, 1, h, w)
         size = self.config.image_size
         upsampled = F.interpolate(distance, size=(size, size), mode="bilinear", align_corners=False).squeeze(1)

@@ -24,7 +24,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from ..data.datasets import TestSet
+from ..data.datasets import EvaluationImages
 from ..errors import InputError
 from . import metrics
 from .baselines import Features, ScoringMethod, extract_features
@@ -113,7 +113,7 @@ def _feature_seconds(model, images: np.ndarray, with_student: bool) -> float:
 def evaluate_task(
     methods: Sequence[ScoringMethod],
     support_pool: np.ndarray,
-    test_set: TestSet,
+    test_set: EvaluationImages,
     settings: ProtocolSettings,
     progress: Optional[Callable[[int, int], None]] = None,
     n_examples: int = 4,

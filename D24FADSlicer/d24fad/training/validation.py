@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.datasets import TestSet
+from ..data.datasets import EvaluationImages
 from ..data.lesions import synthesize_lesion
 from ..errors import InputError
 from ..evaluation.baselines import L2WMaps, extract_features
@@ -62,7 +62,7 @@ def with_synthetic_lesions(images: np.ndarray, rng: np.random.Generator) -> tupl
 @dataclass
 class ValidationTask:
     supports: np.ndarray  # [K, 3, S, S]
-    test: TestSet
+    test: EvaluationImages
 
 
 def build_validation_task(task: str, pool: np.ndarray, val_images: np.ndarray, shots: int, seed: int) -> ValidationTask:
@@ -71,7 +71,7 @@ def build_validation_task(task: str, pool: np.ndarray, val_images: np.ndarray, s
     supports = pool[np.sort(task_rng(seed, task, purpose=1).choice(len(pool), size=shots, replace=False))]
     damaged, masks = with_synthetic_lesions(val_images, task_rng(seed, task, purpose=2))
     n = len(val_images)
-    test = TestSet(
+    test = EvaluationImages(
         task=task,
         images=np.concatenate([val_images, damaged]),
         labels=np.r_[np.zeros(n, np.int64), np.ones(n, np.int64)],
