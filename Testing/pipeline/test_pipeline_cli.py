@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from d24fad.checkpoint import read_checkpoint_info
 from d24fad.cli import EXIT_BAD_INPUT, main
 from d24fad.io import read_slice_scores_csv, read_volume
 from d24fad.slicing import slice_positions
-from io_fixtures import OBLIQUE, files_in, phantom, write_dicom_series, write_sr
+from io_fixtures import OBLIQUE, copy_real_series, files_in, phantom, write_dicom_series, write_sr
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +206,19 @@ def test_python_dash_m_entry_point_reports_errors(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == EXIT_BAD_INPUT and "does not exist" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None,
+                    reason="dciodvfy (Debian package dicom3tools) is not installed; .ci/run installs it with apt-get")
+def test_real_ct_series_to_valid_dicom_outputs(tiny_checkpoint, tmp_path):
+    """Real scanner headers (pydicom's 5-slice gated CT) in, SEG + Parametric Map out, both valid."""
+    source = copy_real_series("SmartScore - Gated 0.5 sec", tmp_path / "ct")
+    out = tmp_path / "result"
+    assert score("--input", str(source), "--support-slices", "0,1", "--out", str(out), "--checkpoint",
+                 str(tiny_checkpoint), "--device", "cpu", "--progress", "none", "--threshold", "auto",
+                 "--dicom-seg", "--dicom-pmap") == 0
+    for name in ("anomaly_seg.dcm", "anomaly_pmap.dcm"):
+        report = subprocess.run(["dciodvfy", str(out / name)], capture_output=True, text=True, timeout=60)
+        errors = [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
+        assert errors == [], f"{name}: {errors}"
+        assert pydicom.dcmread(out / name).StudyInstanceUID == read_volume(source).metadata["study_uid"]
