@@ -86,7 +86,8 @@ def main(argv=None) -> int:
     write_volume(lesion_mask, out / "lesion_mask.nii.gz")
     command = ["score", "--input", str(out / "brain_with_lesion.nii.gz"),
                "--support-slices", ",".join(map(str, supports)), "--out", str(out / "result"), "--overwrite",
-               "--threshold", "auto", "--mask", "--device", args.device, "--progress", "bar"]
+               "--threshold", "auto", "--mask", "--png-top", str(TOP_COUNT), "--device", args.device,
+               "--progress", "bar"]
     if args.checkpoint:
         command += ["--checkpoint", args.checkpoint]
     print(f"d24fad {' '.join(command)}")

@@ -67,9 +67,14 @@ def test_nrrd_axis_window_other_support_volume_and_json_progress(dicom_input, ti
     out = tmp_path / "result"
     code = score("--input", str(dicom_input), "--support-slices", "2", "--support-input", str(other),
                  "--support-slices-other", "1,3", "--axis", "sagittal", "--window", "minmax", "--map-format", "nrrd",
+                 "--png-top", "2",
                  "--out", str(out), "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--progress", "json")
     assert code == 0
-    assert files_in(out) == ["anomaly_map.nrrd", "run.json", "scores.csv"]
+    top = json.loads((out / "run.json").read_text())["top_slices"][:2]
+    assert files_in(out) == ["anomaly_map.nrrd", "run.json", "scores.csv"] + sorted(
+        f"top_slices/slice_{t['index']:04d}.png" for t in top)
+    with Image.open(out / f"top_slices/slice_{top[0]['index']:04d}.png") as overlay:
+        assert overlay.size == (24, 7)  # a sagittal slice of the 7 x 24 x 30 series: rows k, columns j
     captured = capfd.readouterr()
     events = [json.loads(line) for line in captured.err.splitlines() if line.startswith("{")]
     progress = [e for e in events if e["event"] == "progress"]

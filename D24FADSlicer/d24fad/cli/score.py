@@ -46,6 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     volume.add_argument("--mask", action="store_true", help="also write the binary mask (needs --threshold)")
     volume.add_argument("--dicom-seg", action="store_true", help="write a DICOM SEG of the mask (needs --threshold)")
     volume.add_argument("--dicom-pmap", action="store_true", help="write the map as a DICOM Parametric Map")
+    volume.add_argument("--png-top", type=int, default=0, metavar="N",
+                        help="also write heat-map PNGs of the N highest-scoring slices")
     folder = p.add_argument_group("folder mode (2D images)")
     folder.add_argument("--support", help="folder of normal support images")
     folder.add_argument("--query", help="folder of images to score")
@@ -78,14 +80,14 @@ def parse_indices(text: str | None, option: str) -> list[int]:
 VOLUME_ONLY = (("series_uid", "--series-uid"), ("support_slices", "--support-slices"),
                ("support_input", "--support-input"), ("support_slices_other", "--support-slices-other"),
                ("threshold", "--threshold"), ("mask", "--mask"), ("dicom_seg", "--dicom-seg"),
-               ("dicom_pmap", "--dicom-pmap"))
+               ("dicom_pmap", "--dicom-pmap"), ("png_top", "--png-top"))
 FOLDER_ONLY = (("shots", "--shots"),)
 
 
 def _refuse_options(args: argparse.Namespace, options, mode: str) -> None:
     from ..errors import InputError
 
-    given = [flag for dest, flag in options if getattr(args, dest) not in (None, False)]
+    given = [flag for dest, flag in options if getattr(args, dest) not in (None, False, 0)]
     if given:
         raise InputError(f"{', '.join(given)} cannot be used in {mode} mode")
 
@@ -118,6 +120,8 @@ def _validate(args: argparse.Namespace) -> str:
     if args.support_slices_other:
         parse_indices(args.support_slices_other, "--support-slices-other")
     parse_threshold(args.threshold)
+    if args.png_top < 0:
+        raise InputError(f"--png-top {args.png_top}: must be 0 or more")
     if (args.mask or args.dicom_seg) and args.threshold is None:
         raise InputError("--mask and --dicom-seg need --threshold T or --threshold auto")
     return "volume"
@@ -219,6 +223,7 @@ def _run_volume(args: argparse.Namespace, started: float) -> int:
 
             outputs.append("anomaly_pmap.dcm")
             write_dicom_pmap(volume, result.map_volume, tmp / outputs[-1])
+        outputs += _write_top_slice_pngs(result, args.png_top, tmp)
         _run_json(tmp / "run.json", {
             "mode": "volume",
             "input": {"path": str(args.input), "series_uid": volume.metadata.get("series_uid"),
@@ -240,6 +245,22 @@ def _run_volume(args: argparse.Namespace, started: float) -> int:
         })
     _report(args, outputs, [f"slice {i} ({p:.1f} mm): {s:.4f}" for i, p, s in result.top_slices(5)])
     return 0
+
+
+def _write_top_slice_pngs(result, count: int, folder: Path) -> list[str]:
+    """Heat-map overlays of the ``count`` best slices (map range shared, so colours compare)."""
+    from ..preprocess import apply_intensity_plan
+    from ..slicing import get_slice
+    from ..visualize import save_overlay_png
+
+    names = []
+    vmin, vmax = float(result.anomaly_map.min()), float(result.anomaly_map.max())
+    for index, _position, _score in result.top_slices(count):
+        image01 = apply_intensity_plan(get_slice(result.volume, result.axis, index), result.intensity)
+        names.append(f"top_slices/slice_{index:04d}.png")
+        save_overlay_png(folder / names[-1], image01, get_slice(result.volume, result.axis, index,
+                                                                array=result.anomaly_map), vmin, vmax)
+    return names
 
 
 def _report(args: argparse.Namespace, outputs: list[str], top_lines: list[str]) -> None:
