@@ -8,8 +8,8 @@ task           organ        modality    source (package, licence)
 brain_mri      brain        MRI T1      MNI152 2009a template, axial slices (nilearn, BSD-3)
 head_ct        head         CT          NEMA sample head CT slice 693 (pydicom-data, MIT)
 chest_xray     chest        CR          NEMA sample chest PA radiograph RG1 (pydicom-data, MIT)
-retina_fundus  retina       fundus      retina.jpg (scikit-image, CC0)
-histology_ihc  colon        IHC         ihc.png, immunohistochemistry (scikit-image, CC0)
+retina_fundus  retina       fundus      retina.jpg, normal left eye (scikit-image, CC0)
+histology_ihc  colon        IHC         ihc.png, colonic glands (scikit-image, no known restrictions)
 =============  ===========  ==========  ==============================================
 
 Normal images are slices or crops of those sources with mild, realistic variation (small
@@ -140,7 +140,8 @@ TASKS: dict[str, TaskRecipe] = {
         TaskRecipe(
             "brain_mri", "brain", "MRI (T1)",
             "MNI152 ICBM 2009a symmetric T1 template, axial slices 40-140 (nilearn package data)",
-            "BSD-3-Clause (nilearn); template (c) McConnell Brain Imaging Centre, free use with attribution",
+            "nilearn BSD-3-Clause; template: Copyright (C) 1993-2009 Louis Collins, McConnell Brain Imaging Centre, "
+            "Montreal Neurological Institute, McGill University; use, copy and distribution permitted with this notice",
             _load_brain_mri, ViewStyle((0.92, 1.0), 6.0, flips=True, one_source_per_view=True),
         ),
         TaskRecipe(
@@ -157,14 +158,14 @@ TASKS: dict[str, TaskRecipe] = {
         ),
         TaskRecipe(
             "retina_fundus", "retina", "fundus photograph",
-            "retina.jpg, normal human fundus (scikit-image data)",
-            "CC0 (scikit-image data; image by Hakan Aldemir via Wikimedia Commons, public domain)",
+            "retina.jpg, fundus photograph of a normal left eye (scikit-image data)",
+            "CC0 1.0 (M. Haggstrom, Fundus photograph of normal left eye, Wikimedia Commons; via scikit-image data)",
             partial(_load_skimage, "retina.jpg"), ViewStyle((0.4, 0.65), 15.0, flips=True),
         ),
         TaskRecipe(
             "histology_ihc", "colon tissue", "histology (IHC stain)",
-            "ihc.png, immunohistochemistry of colon tissue (scikit-image data)",
-            "CC0 (scikit-image data; Wikimedia Commons, public domain)",
+            "ihc.png, colonic glands, FHL2 immunohistochemistry (DAB) with hematoxylin counterstain (scikit-image data)",
+            "no known copyright restrictions (Center for Microscopy And Molecular Imaging; via scikit-image data)",
             partial(_load_skimage, "ihc.png"), ViewStyle((0.22, 0.34), 180.0, flips=True),
         ),
     )

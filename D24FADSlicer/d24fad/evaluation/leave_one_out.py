@@ -1,7 +1,8 @@
 """Leave-one-task-out grid: for every task, train on the others, evaluate on it; one table.
 
     python -m d24fad.evaluation.leave_one_out --data ROOT --out DIR [--config default|paper]
-        [--epochs N] [--with-ssd-only] [--jobs 2] [--markdown docs/RESULTS.md] [-- extra train args]
+        [--epochs N] [--with-ssd-only] [--jobs 2] [--launcher 'torchrun --nproc_per_node 4']
+        [--markdown docs/RESULTS.md] [-- extra train args]
 
 Each fold runs the ``d24fad train`` and ``d24fad evaluate`` commands in subprocesses
 (logged in DIR/TASK/*.log), so a fold can be inspected or rerun by hand. A finished fold
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -38,7 +40,8 @@ def _run_logged(command: list[str], log: Path) -> None:
 
 
 def _train_command(args, task: str, out: Path, extra: Sequence[str], loss_lambda: Optional[float]) -> list[str]:
-    command = [*D24FAD, "train", "--data", args.data, "--out", str(out), "--holdout", task, "--config", args.config,
+    launcher = [*shlex.split(args.launcher), "-m", "d24fad"] if args.launcher else D24FAD
+    command = [*launcher, "train", "--data", args.data, "--out", str(out), "--holdout", task, "--config", args.config,
                "--seed", str(args.seed), "--progress", "none", *extra]
     if args.epochs:
         command += ["--epochs", str(args.epochs)]
@@ -134,6 +137,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[argparse.Namespace
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--jobs", type=int, default=1, help="folds run in parallel")
+    parser.add_argument("--launcher", default=None,
+                        help="how to start training, e.g. 'torchrun --nproc_per_node 4' (default: this Python)")
     parser.add_argument("--with-ssd-only", action="store_true", help="also train lambda=0 models (SSD-only baseline)")
     parser.add_argument("--markdown", default=None, help="also write the Markdown report here (e.g. docs/RESULTS.md)")
     parser.add_argument("--notes", default="", help="paragraph added to the Markdown report")
