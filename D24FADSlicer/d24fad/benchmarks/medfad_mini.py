@@ -12,8 +12,10 @@ retina_fundus  retina       fundus      retina.jpg, normal left eye (scikit-imag
 histology_ihc  colon        IHC         ihc.png, colonic glands (scikit-image, no known restrictions)
 =============  ===========  ==========  ==============================================
 
-Normal images are slices or crops of those sources with mild, realistic variation (small
-rotations, scale, flips where anatomy allows, gamma / contrast, faint noise). Abnormal
+Normal images are slices or views of those sources with mild, realistic variation: whole-organ
+views with small shifts, scale changes and rotations for the radiology and fundus sources (as
+real acquisitions are framed), tiles for histology, flips where anatomy allows, gamma /
+contrast, faint noise. Abnormal
 test images are normal images with a SYNTHETIC lesion (d24fad.data.lesions, the four kinds
 in turn) and its exact mask. Every number comes from ``numpy.random.default_rng([seed, task])``,
 so a seed gives the same PNG files on any machine, and one task's content does not depend
@@ -148,19 +150,19 @@ TASKS: dict[str, TaskRecipe] = {
             "head_ct", "head", "CT",
             "NEMA WG16 sample head CT slice 693_UNCR.dcm, brain window 40/80 HU (pydicom-data package)",
             "MIT (pydicom-data); NEMA sample images, free for any use",
-            partial(_load_dicom_2d, "693_UNCR.dcm", window=(0.0, 80.0)), ViewStyle((0.62, 0.8), 8.0, flips=True),
+            partial(_load_dicom_2d, "693_UNCR.dcm", window=(0.0, 80.0)), ViewStyle((0.78, 0.9), 8.0, flips=True),
         ),
         TaskRecipe(
             "chest_xray", "chest", "CR (radiograph)",
             "NEMA sample chest PA computed radiograph RG1_UNCR.dcm, MONOCHROME1 inverted (pydicom-data package)",
             "MIT (pydicom-data); NEMA sample images, free for any use",
-            partial(_load_dicom_2d, "RG1_UNCR.dcm"), ViewStyle((0.45, 0.7), 4.0, flips=False),
+            partial(_load_dicom_2d, "RG1_UNCR.dcm"), ViewStyle((0.8, 0.95), 3.0, flips=False),
         ),
         TaskRecipe(
             "retina_fundus", "retina", "fundus photograph",
             "retina.jpg, fundus photograph of a normal left eye (scikit-image data)",
             "CC0 1.0 (M. Haggstrom, Fundus photograph of normal left eye, Wikimedia Commons; via scikit-image data)",
-            partial(_load_skimage, "retina.jpg"), ViewStyle((0.4, 0.65), 15.0, flips=True),
+            partial(_load_skimage, "retina.jpg"), ViewStyle((0.85, 1.0), 12.0, flips=True),
         ),
         TaskRecipe(
             "histology_ihc", "colon tissue", "histology (IHC stain)",
