@@ -15,6 +15,38 @@ from .io.atomic import write_with
 _RAMP_POSITIONS = np.array([0.0, 0.35, 0.6, 0.85, 1.0])
 _RAMP_COLOURS = np.array([[0, 0, 0], [128, 0, 0], [255, 32, 0], [255, 220, 0], [255, 255, 255]], dtype=np.float64)
 OVERLAY_ALPHA = 0.6
+# Small slices (a 2 mm brain slice is about 100 px) are enlarged by a whole factor to be legible.
+MIN_PNG_SIDE = 256
+
+
+# Screen "down" and "right" in LPS for each plane, radiological convention: axial and coronal
+# show the patient's right on the left of the image; sagittal faces left (anterior on the left).
+_SCREEN_AXES_LPS = {
+    "axial": (np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0])),
+    "coronal": (np.array([0.0, 0.0, -1.0]), np.array([1.0, 0.0, 0.0])),
+    "sagittal": (np.array([0.0, 0.0, -1.0]), np.array([0.0, 1.0, 0.0])),
+}
+
+
+def orient_for_display(volume, axis: str, plane: np.ndarray) -> np.ndarray:
+    """Flip / transpose a slice from :func:`d24fad.slicing.get_slice` so that it looks as a
+    radiologist expects (anterior or superior up, patient right on the image's left)."""
+    from .slicing import itk_axis
+
+    normal_axis = itk_axis(volume, axis)
+    columns = volume.direction_matrix
+    anatomical = ("sagittal", "coronal", "axial")[int(np.argmax(np.abs(columns[:, normal_axis])))]
+    down, right = _SCREEN_AXES_LPS[anatomical]
+    # get_slice keeps array order: rows follow the larger in-plane ITK axis, columns the smaller.
+    col_axis, row_axis = sorted({0, 1, 2} - {normal_axis})
+    row_dir, col_dir = columns[:, row_axis], columns[:, col_axis]
+    if abs(col_dir @ down) > abs(row_dir @ down):
+        plane, row_dir, col_dir = plane.T, col_dir, row_dir
+    if row_dir @ down < 0:
+        plane = plane[::-1]
+    if col_dir @ right < 0:
+        plane = plane[:, ::-1]
+    return np.ascontiguousarray(plane)
 
 
 def scale_to_unit(values: np.ndarray, vmin: Optional[float] = None, vmax: Optional[float] = None) -> np.ndarray:
@@ -51,5 +83,8 @@ def save_overlay_png(path: str | os.PathLike, image01: np.ndarray, anomaly_map: 
     """Write the overlay of ``anomaly_map`` on ``image01`` as a PNG (atomically)."""
     from PIL import Image
 
-    rgb = overlay_rgb(image01, anomaly_map, vmin, vmax)
-    return write_with(path, lambda tmp: Image.fromarray(rgb, mode="RGB").save(tmp, format="PNG"))
+    image = Image.fromarray(overlay_rgb(image01, anomaly_map, vmin, vmax), mode="RGB")
+    factor = max(1, -(-MIN_PNG_SIDE // max(image.size)))
+    if factor > 1:
+        image = image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
+    return write_with(path, lambda tmp: image.save(tmp, format="PNG"))

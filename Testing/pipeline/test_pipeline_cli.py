@@ -17,6 +17,7 @@ from d24fad.checkpoint import read_checkpoint_info
 from d24fad.cli import EXIT_BAD_INPUT, main
 from d24fad.io import read_slice_scores_csv, read_volume
 from d24fad.slicing import slice_positions
+from d24fad.visualize import MIN_PNG_SIDE
 from io_fixtures import OBLIQUE, copy_real_series, files_in, phantom, write_dicom_series, write_sr
 
 
@@ -25,6 +26,12 @@ def dicom_input(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("mr") / "series"
     write_dicom_series(folder, phantom((7, 24, 30)) * 5, direction=OBLIQUE, spacing=(0.9, 0.7, 2.2))
     return folder
+
+
+def enlarged(width: int, height: int) -> tuple[int, int]:
+    """PNG size of a width x height slice: enlarged by the whole factor reaching MIN_PNG_SIDE."""
+    factor = -(-MIN_PNG_SIDE // max(width, height))
+    return width * factor, height * factor
 
 
 def score(*args: str) -> int:
@@ -74,7 +81,8 @@ def test_nrrd_axis_window_other_support_volume_and_json_progress(dicom_input, ti
     assert files_in(out) == ["anomaly_map.nrrd", "run.json", "scores.csv"] + sorted(
         f"top_slices/slice_{t['index']:04d}.png" for t in top)
     with Image.open(out / f"top_slices/slice_{top[0]['index']:04d}.png") as overlay:
-        assert overlay.size == (24, 7)  # a sagittal slice of the 7 x 24 x 30 series: rows k, columns j
+        # A sagittal slice of the 7 x 24 x 30 series (k rows, j columns), enlarged for legibility.
+        assert overlay.size == enlarged(24, 7)
     captured = capfd.readouterr()
     events = [json.loads(line) for line in captured.err.splitlines() if line.startswith("{")]
     progress = [e for e in events if e["event"] == "progress"]
@@ -103,7 +111,7 @@ def test_folder_mode_writes_scores_and_heatmaps(tmp_path, tiny_checkpoint):
     lines = (out / "scores.csv").read_text().splitlines()
     assert lines[0] == "image,score" and [line.split(",")[0] for line in lines[1:]] == ["case0.png", "case1.png"]
     with Image.open(out / "heatmaps/0000_case0.png") as overlay:
-        assert overlay.size == (30, 24) and overlay.mode == "RGB"
+        assert overlay.size == enlarged(30, 24) and overlay.mode == "RGB"
     assert len(json.loads((out / "run.json").read_text())["support"]) == 2
 
 

@@ -251,15 +251,17 @@ def _write_top_slice_pngs(result, count: int, folder: Path) -> list[str]:
     """Heat-map overlays of the ``count`` best slices (map range shared, so colours compare)."""
     from ..preprocess import apply_intensity_plan
     from ..slicing import get_slice
-    from ..visualize import save_overlay_png
+    from ..visualize import orient_for_display, save_overlay_png
 
     names = []
     vmin, vmax = float(result.anomaly_map.min()), float(result.anomaly_map.max())
+    volume, axis = result.volume, result.axis
     for index, _position, _score in result.top_slices(count):
-        image01 = apply_intensity_plan(get_slice(result.volume, result.axis, index), result.intensity)
+        image01 = apply_intensity_plan(get_slice(volume, axis, index), result.intensity)
+        anomaly_map = get_slice(volume, axis, index, array=result.anomaly_map)
         names.append(f"top_slices/slice_{index:04d}.png")
-        save_overlay_png(folder / names[-1], image01, get_slice(result.volume, result.axis, index,
-                                                                array=result.anomaly_map), vmin, vmax)
+        save_overlay_png(folder / names[-1], orient_for_display(volume, axis, image01),
+                         orient_for_display(volume, axis, anomaly_map), vmin, vmax)
     return names
 
 
