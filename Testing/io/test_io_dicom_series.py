@@ -132,3 +132,18 @@ def test_multiframe_without_patient_geometry_is_flagged_not_hidden(tmp_path, cap
     assert volume.shape == (10, 64, 64)
     assert volume.metadata["geometry_missing"] is True
     assert "no usable patient geometry" in caplog.text
+
+
+@pytest.mark.parametrize("suffix", ["nii", "nii.gz", "nrrd", "mha", "mhd"])
+def test_itk_formats_keep_oblique_geometry(tmp_path, suffix):
+    image = sitk.GetImageFromArray(phantom((4, 6, 5)).astype(np.int16))
+    image.SetSpacing((0.5, 0.75, 2.5))
+    image.SetOrigin((12.0, -3.0, 40.0))
+    image.SetDirection(tuple(OBLIQUE.reshape(-1)))
+    sitk.WriteImage(image, str(tmp_path / f"v.{suffix}"))
+    volume = read_volume(tmp_path / f"v.{suffix}")
+    assert volume.array.dtype == np.float32
+    np.testing.assert_array_equal(volume.array, phantom((4, 6, 5)))
+    np.testing.assert_allclose(volume.spacing, (0.5, 0.75, 2.5), atol=1e-6)
+    np.testing.assert_allclose(volume.origin, (12.0, -3.0, 40.0), atol=1e-5)
+    np.testing.assert_allclose(volume.direction, OBLIQUE.reshape(-1), atol=1e-6)
