@@ -192,6 +192,15 @@ def test_unknown_teacher_is_a_clear_error(bad_inputs, tiny_checkpoint, tmp_path,
     assert not out.exists()
 
 
+def test_modality_option_selects_the_ct_window_for_nifti(bad_inputs, tiny_checkpoint, tmp_path):
+    out = tmp_path / "result"
+    assert score("--input", str(bad_inputs / "v.nii.gz"), "--support-slices", "0,1", "--modality", "ct",
+                 "--out", str(out), "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
+                 "--progress", "none") == 0
+    intensity = json.loads((out / "run.json").read_text())["intensity"]
+    assert (intensity["mode"], intensity["low"], intensity["high"]) == ("window", -160.0, 240.0)
+
+
 def test_existing_output_needs_overwrite(bad_inputs, tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "result"
     out.mkdir()

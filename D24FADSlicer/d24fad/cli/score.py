@@ -41,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     volume.add_argument("--window", default="auto",
                         help="intensity: auto, brain, soft, lung, bone, W/L (e.g. 400/40), percentile, minmax, "
                              "dicom, none")
+    volume.add_argument("--modality", help="modality when the file does not say (NIfTI / NRRD), e.g. CT or MR; "
+                                           "it selects the automatic intensity rule")
     volume.add_argument("--map-format", default="nii.gz", choices=MAP_FORMATS, help="anomaly map file format")
     volume.add_argument("--threshold", help="pixel threshold for the mask: a number or 'auto' (from the supports)")
     volume.add_argument("--mask", action="store_true", help="also write the binary mask (needs --threshold)")
@@ -80,7 +82,7 @@ def parse_indices(text: str | None, option: str) -> list[int]:
 VOLUME_ONLY = (("series_uid", "--series-uid"), ("support_slices", "--support-slices"),
                ("support_input", "--support-input"), ("support_slices_other", "--support-slices-other"),
                ("threshold", "--threshold"), ("mask", "--mask"), ("dicom_seg", "--dicom-seg"),
-               ("dicom_pmap", "--dicom-pmap"), ("png_top", "--png-top"))
+               ("dicom_pmap", "--dicom-pmap"), ("png_top", "--png-top"), ("modality", "--modality"))
 FOLDER_ONLY = (("shots", "--shots"),)
 
 
@@ -190,10 +192,10 @@ def _run_volume(args: argparse.Namespace, started: float) -> int:
     from ..pipeline import SupportRef, score_volume
     from ..slicing import slice_count
 
-    volume = read_volume(args.input, series_uid=args.series_uid)
+    volume = _with_modality(read_volume(args.input, series_uid=args.series_uid), args.modality)
     supports = [SupportRef(volume, parse_indices(args.support_slices, "--support-slices"))]
     if args.support_input:
-        other = read_volume(args.support_input, series_uid=args.support_series_uid)
+        other = _with_modality(read_volume(args.support_input, series_uid=args.support_series_uid), args.modality)
         supports.append(SupportRef(other, parse_indices(args.support_slices_other, "--support-slices-other")))
     if (args.dicom_seg or args.dicom_pmap) and not volume.metadata.get("dicom_files"):
         from ..errors import InputError
@@ -245,6 +247,13 @@ def _run_volume(args: argparse.Namespace, started: float) -> int:
         })
     _report(args, outputs, [f"slice {i} ({p:.1f} mm): {s:.4f}" for i, p, s in result.top_slices(5)])
     return 0
+
+
+def _with_modality(volume, modality):
+    """Fill in the modality a NIfTI / NRRD file cannot carry; a DICOM header's value wins."""
+    if modality and not volume.modality:
+        volume.modality = modality.strip().upper()
+    return volume
 
 
 def _write_top_slice_pngs(result, count: int, folder: Path) -> list[str]:
