@@ -79,6 +79,8 @@ class DicomScan:
     folder: str
     series: list[SeriesInfo]
     skipped: list[tuple[str, str]]
+    # Headers read during the scan, reused when a series is read (large series: half the I/O).
+    headers: dict[str, object] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def image_series(self) -> list[SeriesInfo]:
@@ -141,7 +143,8 @@ def scan_dicom_folder(folder: str | os.PathLike) -> DicomScan:
     series = [_describe_series(uid, members) for uid, members in groups.items()]
     series.sort(key=lambda s: (not s.is_image, s.series_number if s.series_number is not None else 1 << 30,
                                s.series_uid))
-    return DicomScan(folder=str(folder), series=series, skipped=skipped)
+    headers = {path: header for members in groups.values() for path, header in members}
+    return DicomScan(folder=str(folder), series=series, skipped=skipped, headers=headers)
 
 
 def find_dicom_series(folder: str | os.PathLike) -> list[SeriesInfo]:
@@ -221,7 +224,7 @@ def select_series(scan: DicomScan, series_uid: Optional[str] = None) -> SeriesIn
 
 def read_dicom_folder(folder: str | os.PathLike, series_uid: Optional[str] = None) -> Volume:
     scan = scan_dicom_folder(folder)
-    return read_series(select_series(scan, series_uid))
+    return read_series(select_series(scan, series_uid), scan.headers)
 
 
 def read_dicom_file(path: str | os.PathLike, series_uid: Optional[str] = None) -> Volume:
@@ -237,7 +240,7 @@ def read_dicom_file(path: str | os.PathLike, series_uid: Optional[str] = None) -
         if info.series_uid == uid and os.path.abspath(path) in {os.path.abspath(f) for f in info.files}:
             if not info.is_image:
                 raise DicomError(f"{path} is a {info.note}")
-            return read_series(info)
+            return read_series(info, scan.headers)
     raise DicomError(f"{path}: DICOM file without SeriesInstanceUID cannot be placed in a series")
 
 
@@ -258,9 +261,10 @@ class _Slice:
     position: np.ndarray  # ImagePositionPatient (LPS mm)
 
 
-def read_series(info: SeriesInfo) -> Volume:
+def read_series(info: SeriesInfo, known_headers: Optional[dict] = None) -> Volume:
     """Validate and read one image series (single-frame files or one multi-frame file)."""
-    headers = [(path, read_header(path)) for path in info.files]
+    known_headers = known_headers or {}
+    headers = [(path, known_headers.get(path) or read_header(path)) for path in info.files]
     multiframe = [path for path, h in headers if _number_of_frames(h) > 1]
     if multiframe:
         if len(headers) == 1:
