@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import slicer
 
-from conftest import add_volume, ijk_to_ras, rotation
+from slicer_fixtures import add_volume, ijk_to_ras, rotation
 from D24FADSlicerLib import geometry, support
 from d24fad.errors import InputError, SupportSetError
 

@@ -14,7 +14,7 @@ import pytest
 import slicer
 import vtk
 
-from conftest import add_volume, ijk_to_ras, rotation
+from slicer_fixtures import add_volume, ijk_to_ras, rotation
 from D24FADSlicer import D24FADSlicerLogic
 from D24FADSlicerLib import outputs as outputslib
 from D24FADSlicerLib.geometry import ijk_to_ras_array

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import slicer
+from slicer_fixtures import slicer
 from D24FADSlicer import D24FADSlicerLogic
 from D24FADSlicerLib import outputs as outputslib
 from D24FADSlicerLib.geometry import ijk_to_ras_array

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODULE_DIR, REPO_ROOT
+from slicer_fixtures import MODULE_DIR, REPO_ROOT
 
 MODULE_FILE = MODULE_DIR / "D24FADSlicer.py"
 LIB_DIR = MODULE_DIR / "D24FADSlicerLib"
@@ -209,7 +209,7 @@ def test_bundled_constraints_pin_installed_versions(tmp_path):
 
 def test_every_slicer_util_function_the_module_calls_exists():
     """slicer-core ships the application's slicer/util.py: catch misspelt or removed helpers."""
-    from conftest import slicer
+    from slicer_fixtures import slicer
 
     used = set(re.findall(r"slicer\.util\.(\w+)", MODULE_FILE.read_text()))
     for path in LIB_DIR.glob("*.py"):
@@ -220,7 +220,7 @@ def test_every_slicer_util_function_the_module_calls_exists():
 
 def test_mrml_methods_the_widget_calls_exist():
     """The widget runs only in the application; check its MRML / logic calls against slicer-core."""
-    from conftest import slicer
+    from slicer_fixtures import slicer
 
     expected = {
         slicer.vtkMRMLSliceNode: ("RotateToVolumePlane", "JumpSliceByOffsetting"),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import HELD_OUT, TINY_RECIPE, TOY_TASKS
+from training_fixtures import HELD_OUT, TINY_RECIPE, TOY_TASKS
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -113,6 +113,12 @@ def test_resume_and_output_guards(toy_root, tmp_path):
     assert _train(toy_root, run, "--epochs", "2", "--steps-per-epoch", "1", "--lr", "0.1", "--resume") == 2
     assert _train(toy_root, tmp_path / "empty", "--epochs", "1", "--resume") == 2
     assert _train(toy_root, tmp_path / "x", "--holdout", "no_such_task") == 2
+    # Resuming on training images that changed since the interruption is refused.
+    changed = tmp_path / "changed"
+    shutil.copytree(toy_root, changed)
+    first = sorted((changed / "brain_mri" / "train" / "good").glob("*.png"))[0]
+    first.write_bytes((changed / "histology_ihc" / "train" / "good" / first.name).read_bytes())
+    assert _train(changed, run, "--epochs", "2", "--steps-per-epoch", "1", "--val-fraction", "0", "--resume") == 2
 
 
 def test_ddp_gloo_two_processes_first_step_matches_single_process(toy_root, tmp_path):
