@@ -55,3 +55,12 @@ def test_reproduce_paper_script_is_valid_bash_and_needs_a_data_root():
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     finished = subprocess.run(["bash", str(script)], capture_output=True, text=True, env={"PYTHON": sys.executable})
     assert finished.returncode != 0 and "usage" in finished.stderr
+
+
+def test_hand_written_analysis_survives_regeneration(tmp_path):
+    report = tmp_path / "RESULTS.md"
+    assert leave_one_out.kept_section(report) == ""
+    report.write_text("old tables\n" + leave_one_out.KEPT_SECTION_MARKER + "\nwhy PatchCore wins\n")
+    kept = leave_one_out.kept_section(report)
+    assert kept.startswith("\n" + leave_one_out.KEPT_SECTION_MARKER) and "why PatchCore wins" in kept
+    assert "old tables" not in kept

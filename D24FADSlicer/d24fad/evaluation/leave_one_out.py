@@ -28,6 +28,8 @@ from ..io.atomic import write_text_atomic
 from .report import machine_description, markdown_tables, task_means
 
 D24FAD = [sys.executable, "-m", "d24fad"]
+# Text after this line in an existing Markdown report is written by people: it is kept.
+KEPT_SECTION_MARKER = "<!-- hand-written analysis below: kept when the tables are regenerated -->"
 
 
 def _run_logged(command: list[str], log: Path) -> None:
@@ -124,6 +126,14 @@ def results_markdown(document: dict, command: str, seconds: float, notes: str = 
     return "\n".join(lines) + "\n"
 
 
+def kept_section(path: Path) -> str:
+    """The hand-written part of an existing report (from the marker on), or nothing."""
+    if not path.is_file():
+        return ""
+    text = path.read_text(encoding="utf-8")
+    return "\n" + text[text.index(KEPT_SECTION_MARKER):] if KEPT_SECTION_MARKER in text else ""
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="python -m d24fad.evaluation.leave_one_out", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -169,7 +179,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     markdown = results_markdown(document, command, seconds, args.notes)
     write_text_atomic(out / "results.md", markdown)
     if args.markdown:
-        write_text_atomic(args.markdown, markdown)
+        write_text_atomic(args.markdown, markdown + kept_section(Path(args.markdown)))
     print(markdown_tables(document, metrics=("image_auroc", "pixel_auroc")))
     return 0
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
@@ -151,6 +152,7 @@ class TrainingData:
     names: list[str]
     pools: list[np.ndarray]  # per task: normal images used for episodes [n, 3, S, S]
     validation: list[ValidationTask]
+    digest: str  # SHA256 of the training files' names and bytes: a resumed run must see the same data
 
 
 def training_task_names(root: str, holdout: Optional[str], tasks: Optional[tuple[str, ...]]) -> list[str]:
@@ -187,8 +189,12 @@ def load_training_data(settings: TrainSettings, build_validation: bool) -> Train
     names = training_task_names(settings.data_root, settings.holdout, settings.tasks)
     size = settings.model.image_size
     pools, validation = [], []
+    digest = hashlib.sha256()
     for name in names:
         files = task_files(settings.data_root, name, with_test=False)
+        for path in files.train_good:
+            digest.update(f"{name}/{path.name}\n".encode("utf-8"))
+            digest.update(path.read_bytes())
         images = load_normal_images(files.train_good, size, settings.window)
         train_idx, val_idx = split_pool(len(images), settings.val_fraction, settings.seed, name)
         pools.append(images[train_idx])
@@ -197,7 +203,7 @@ def load_training_data(settings: TrainSettings, build_validation: bool) -> Train
                 build_validation_task(name, images[train_idx], images[val_idx], settings.val_shots, settings.seed)
             )
     check_pools([len(p) for p in pools], settings.shots, names)
-    return TrainingData(names, pools, validation)
+    return TrainingData(names, pools, validation, digest.hexdigest())
 
 
 class TeacherCache:
@@ -339,9 +345,12 @@ def _train(settings: TrainSettings, resume: bool, progress: ProgressMode, ctx: D
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=settings.lr, betas=settings.betas)
 
-    record = {"epoch": 0, "best": None, "epochs": [], "steps": [], "fingerprint": settings.fingerprint()}
+    record = {"epoch": 0, "best": None, "epochs": [], "steps": [], "fingerprint": settings.fingerprint(),
+              "data_digest": data.digest}
     if resume:
         record = load_state(out_dir / STATE_NAME, model, optimizer)
+        if record.get("data_digest") != data.digest:
+            raise InputError(f"--resume: the training images in {settings.data_root} changed since the interrupted run")
         if record["fingerprint"] != settings.fingerprint():
             differing = sorted(k for k in settings.fingerprint() if record["fingerprint"].get(k) != settings.fingerprint()[k])
             raise InputError(f"--resume: settings differ from the interrupted run ({', '.join(differing)})")
@@ -379,7 +388,7 @@ def _train(settings: TrainSettings, resume: bool, progress: ProgressMode, ctx: D
                 record["epoch"] = epoch
                 if row["best"]:
                     record["best"] = row
-                    _save_best(out_dir, model, settings, data.names, row)
+                    _save_best(out_dir, model, settings, data, row)
                 save_state(out_dir / STATE_NAME, model, optimizer, record)
                 write_text_atomic(out_dir / "epochs.csv", _csv_text(record["epochs"], EPOCH_COLUMNS))
                 write_text_atomic(out_dir / "steps.csv", _csv_text(record["steps"], STEP_COLUMNS))
@@ -391,11 +400,12 @@ def _train(settings: TrainSettings, resume: bool, progress: ProgressMode, ctx: D
     return TrainResult(out_dir, out_dir / BEST_NAME, out_dir / STATE_NAME, out_dir / "epochs.csv", record["best"] or {})
 
 
-def _save_best(out_dir: Path, model: D24FADModel, settings: TrainSettings, names: list[str], row: dict) -> None:
+def _save_best(out_dir: Path, model: D24FADModel, settings: TrainSettings, data: TrainingData, row: dict) -> None:
     from ..checkpoint import save_checkpoint
 
     training_info = {
-        "trained_on": names,
+        "trained_on": data.names,
+        "data_digest": data.digest,
         "held_out": settings.holdout,
         "data_root": str(settings.data_root),
         "selected_epoch": row["epoch"],
