@@ -22,6 +22,22 @@ LESION_SLICES = (35, 42)
 NORMAL_SUPPORT_SLICES = (29, 31, 33, 44)
 
 
+# Voxel value above which the sample shows brain tissue rather than background (uint8 T1).
+BRAIN_MIN_VALUE = 50
+
+
+def lesion_contrast(anomaly_map, voxels) -> tuple[float, float]:
+    """Mean map value inside the lesion, and in the brain around it, on the lesion's slices."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    lesion = sitk.GetArrayFromImage(sitk.ReadImage(str(MASK_FILE))).astype(bool)
+    slices = slice(LESION_SLICES[0], LESION_SLICES[1] + 1)
+    around = (np.asarray(voxels) > BRAIN_MIN_VALUE) & ~lesion
+    anomaly_map = np.asarray(anomaly_map)
+    return float(anomaly_map[slices][lesion[slices]].mean()), float(anomaly_map[slices][around[slices]].mean())
+
+
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 

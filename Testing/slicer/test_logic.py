@@ -47,11 +47,17 @@ def fake_mode(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def no_leftover_work_dirs():
-    """Every run must delete its temporary NRRD copies and outputs."""
-    before = set(Path(tempfile.gettempdir()).glob("D24FADSlicer-*"))
+def no_leftover_work_dirs(tmp_path, monkeypatch):
+    """Every run must delete its temporary NRRD copies and outputs.
+
+    Temporary folders go to a folder of this test only, so that other test runs sharing
+    /tmp cannot disturb the check.
+    """
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
     yield
-    assert set(Path(tempfile.gettempdir()).glob("D24FADSlicer-*")) == before
+    assert list(private_tmp.iterdir()) == []
 
 
 def known_map(volume_node) -> np.ndarray:
