@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from ..data.datasets import discover_tasks, load_normal_images, task_files
+from ..data.datasets import load_normal_images, task_files
 from ..data.episodes import EpisodeBatch, check_pools, epoch_batches
 from ..errors import InputError, OutputError
 from ..io.atomic import write_text_atomic
