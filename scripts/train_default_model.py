@@ -15,6 +15,7 @@ Rerunning continues an interrupted training (--resume) and ends with the same fi
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 import sys
@@ -52,7 +53,7 @@ betas {betas}; batch {batch}; {epochs} epochs on {threads} CPU thread(s); seed {
 {selected_epoch} (highest mean validation image AUROC, ties broken by pixel AUROC) — validation data come
 from the training tasks only.
 
-Command: `{command}` — {minutes:.1f} min on this machine ({machine}).
+Command: `{command}` — {minutes:.1f} min of training on this machine ({machine}).
 
 ## Metrics
 
@@ -101,11 +102,18 @@ def main(argv=None) -> int:
     code = d24fad(command)
     if code:
         return code
-    install(run, args, time.perf_counter() - started)
+    install(run, args)
+    print(f"total {time.perf_counter() - started:.0f} s")
     return 0
 
 
-def install(run: Path, args: argparse.Namespace, seconds: float) -> None:
+def training_seconds(run: Path) -> float:
+    """Sum of the epoch times in the run's log (right even when the run was resumed)."""
+    with open(run / "epochs.csv", newline="", encoding="utf-8") as f:
+        return sum(float(row["seconds"]) for row in csv.DictReader(f))
+
+
+def install(run: Path, args: argparse.Namespace) -> None:
     from d24fad.checkpoint import read_checkpoint_info
     from d24fad.evaluation.report import machine_description
     from d24fad.io.atomic import write_text_atomic
@@ -132,7 +140,7 @@ def install(run: Path, args: argparse.Namespace, seconds: float) -> None:
         seed=recipe["seed"],
         selected_epoch=info.training["selected_epoch"],
         command="make model  (= .venv/bin/python scripts/train_default_model.py)",
-        minutes=seconds / 60,
+        minutes=training_seconds(run) / 60,
         machine=f"{machine['processor']}, {machine['cpu_count']} cores, torch {machine['torch']}",
         val_shots=recipe["val_shots"],
         val_image=info.training["validation"]["val_image_auroc"],
