@@ -63,6 +63,7 @@ except ImportError:
 from d24fad.errors import CancelledError, InputError, SupportSetError
 from D24FADSlicerLib import support as supportlib
 from D24FADSlicerLib.geometry import require_scalar_volume, write_node_nrrd
+from D24FADSlicerLib.intensity import engine_window_argument
 from D24FADSlicerLib.job import ScoringJob, ScoringRequest, run_blocking
 from D24FADSlicerLib.outputs import (
     ScoringOutputs,
@@ -590,7 +591,8 @@ class D24FADSlicerLogic(ScriptedLoadableModuleLogic):
         otherSupports = [(write_node_nrrd(self.scene.GetNodeByID(nodeId), workDir / f"support-{number}.nrrd"), indices)
                          for number, (nodeId, indices) in enumerate(others.items())]
         dims = volumeNode.GetImageData().GetDimensions()
-        return ScoringRequest(inputPath, tuple(dims[::-1]), own, otherSupports, axis)
+        return ScoringRequest(inputPath, tuple(dims[::-1]), own, otherSupports, axis,
+                              window=engine_window_argument(volumeNode))
 
     def finishScoring(self, job: ScoringJob, volumeNode, supportSlices, axis: str,
                       displayThreshold: float = 0.0) -> ScoringOutputs:

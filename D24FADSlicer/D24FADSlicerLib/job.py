@@ -45,10 +45,11 @@ class ScoringRequest:
     device: str = "auto"
     batch_size: int = 16
     threshold: Union[str, float] = "auto"
+    window: str = "auto"                         # --window: "auto" or WIDTH/LEVEL (see intensity.py)
 
     def command(self, python: str, output_dir: Path, batch_size: int) -> list[str]:
         command = [python, "-m", "d24fad", "score", "--input", str(self.input_path),
-                   "--axis", self.axis, "--out", str(output_dir), "--map-format", "nrrd",
+                   "--axis", self.axis, "--window", self.window, "--out", str(output_dir), "--map-format", "nrrd",
                    "--threshold", str(self.threshold), "--device", self.device,
                    "--batch-size", str(batch_size), "--progress", "json"]
         command += ["--support-slices", _comma_list(self.support_slices)]

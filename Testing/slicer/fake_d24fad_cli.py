@@ -32,6 +32,7 @@ def parse(argv):
     parser.add_argument("--support-input")
     parser.add_argument("--support-slices-other")
     parser.add_argument("--axis", default="acquisition")
+    parser.add_argument("--window", default="auto")
     parser.add_argument("--out", required=True)
     parser.add_argument("--map-format", default="nrrd")
     parser.add_argument("--threshold", default="auto")

@@ -333,3 +333,41 @@ def test_heat_color_table_goes_from_black_to_white_through_red_and_yellow(scene)
     node.GetColor(outputslib.HEAT_COLOR_COUNT - 1, rgba)
     assert rgba[:3] == [1.0, 1.0, 1.0]
     assert outputslib.heat_color_node(scene) is node
+
+
+def _as_dicom_series(scene, node, modality):
+    """Put ``node`` in the subject hierarchy as Slicer's DICOM import does (series item with modality)."""
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    study = hierarchy.CreateStudyItem(hierarchy.CreateSubjectItem(hierarchy.GetSceneItemID(), "Patient"), "Study")
+    item = hierarchy.CreateItem(study, node)
+    hierarchy.SetItemAttribute(item, "DICOM.Modality", modality)
+    return node
+
+
+def test_engine_window_follows_the_dicom_modality(scene, volume):
+    from d24fad.preprocess import CT_WINDOWS
+    from D24FADSlicerLib.intensity import engine_window_argument
+
+    assert engine_window_argument(volume) == "auto"  # no DICOM context: like a NIfTI / NRRD file
+    level, width = CT_WINDOWS["soft"]
+    assert engine_window_argument(_as_dicom_series(scene, volume, "CT")) == f"{width:.6f}/{level:.6f}"
+    mr = add_volume(scene, np.random.default_rng(2).integers(0, 500, (4, 5, 6)).astype(np.int16), np.eye(4))
+    voxels = slicer.util.arrayFromVolume(mr)
+    low, high = np.percentile(voxels[voxels > voxels.min()], (0.5, 99.5))
+    width_text, level_text = engine_window_argument(_as_dicom_series(scene, mr, "MR")).split("/")
+    assert float(width_text) == pytest.approx(high - low, abs=1e-5)
+    assert float(level_text) == pytest.approx((high + low) / 2, abs=1e-5)
+
+
+def test_window_reaches_the_engine_command(scene, logic, volume):
+    from D24FADSlicerLib.job import run_blocking
+
+    job = logic.startScoring(_as_dicom_series(scene, volume, "CT"), [0, 1])
+    try:
+        arguments = run_blocking(job).run_info["arguments"]
+    finally:
+        job.cleanup()
+    from d24fad.preprocess import CT_WINDOWS
+
+    level, width = CT_WINDOWS["soft"]  # a CT without body part: the engine's soft-tissue window
+    assert arguments["window"] == f"{width:.6f}/{level:.6f}" and arguments["support_slices"] == "0,1"
