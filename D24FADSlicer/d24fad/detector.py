@@ -21,6 +21,7 @@ from .config import ModelConfig
 from .device import dtype_name, resolve_device, resolve_dtype
 from .errors import CancelledError, InputError, SupportSetError
 from .models.d24fad import D24FADModel
+from .models.inference_graph import fold_batch_norms, fuse_conv_activations
 
 log = logging.getLogger(__name__)
 
@@ -53,35 +54,24 @@ def as_model_batch(images, image_size: int, name: str) -> torch.Tensor:
     return images
 
 
-def _fold_batch_norms(module: torch.nn.Module) -> torch.nn.Module:
-    """Fold eval-mode batch norms into the preceding convolutions (FX graph rewrite).
-
-    Saves a memory pass per convolution at inference; networks that FX cannot trace are
-    returned unchanged (same results, slightly slower).
-    """
-    from torch.fx.experimental.optimization import fuse
-
-    try:
-        return fuse(module)
-    except Exception as exc:  # tracing failures come in many types; folding is only an optimisation
-        log.debug("batch-norm folding skipped for %s: %s", type(module).__name__, exc)
-        return module
-
-
 def _inference_copy(model: D24FADModel, device: torch.device, dtype: torch.dtype, channels_last: bool) -> D24FADModel:
     """The network as it runs at inference: on ``device``, weights in ``dtype``.
 
     Reduced precision uses weights cast once (not autocast, which re-casts every weight
-    on every call), with batch norms folded into the teacher's convolutions. The caller's
-    model (the one saved in checkpoints) is left as it is.
+    on every call), batch norms folded into convolutions and, on CPU, ReLUs fused into
+    them (d24fad.models.inference_graph). The caller's model (the one saved in
+    checkpoints) is left as it is.
     """
     runner = copy.deepcopy(model) if (dtype != torch.float32 or device.type != "cpu") else model
     if dtype != torch.float32:
-        runner.teacher.backbone = _fold_batch_norms(runner.teacher.backbone)
+        runner.teacher.backbone = fold_batch_norms(runner.teacher.backbone)
         runner.student.fold_batch_norms_()
     runner = runner.to(device=device, dtype=dtype)
     if channels_last:
         runner = runner.to(memory_format=torch.channels_last)
+    if dtype != torch.float32 and device.type == "cpu":
+        runner.teacher.backbone = fuse_conv_activations(runner.teacher.backbone)
+        runner.student = fuse_conv_activations(runner.student)
     return runner.eval()
 
 

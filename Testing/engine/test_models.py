@@ -91,3 +91,18 @@ def test_folding_decoder_batch_norms_keeps_outputs():
     with torch.no_grad():
         for a, b in zip(model.student(deepest), folded(deepest)):
             assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_conv_activation_fusion_keeps_outputs_and_replaces_pairs():
+    from d24fad.models.inference_graph import ConvWithActivation, fuse_conv_activations
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 8, 3, padding=1, groups=2), torch.nn.ReLU6(),
+        torch.nn.Conv2d(8, 4, 1),  # no activation: left alone
+    ).eval()
+    fused = fuse_conv_activations(net)
+    assert sum(isinstance(m, ConvWithActivation) for m in fused.modules()) == 2
+    x = torch.randn(2, 3, 16, 16) * 4
+    with torch.no_grad():
+        assert torch.allclose(fused(x), net(x), atol=1e-5)
