@@ -127,6 +127,9 @@ def create_output_nodes(scene, input_node, result: ScoringResult, attributes: di
                                                  f"{base_name} anomaly segmentation")
         table_node = _create_score_table(scene, result.slice_scores, f"{base_name} slice scores")
         chart_node = _create_score_chart(scene, table_node, f"{base_name} slice scores chart")
+        # Under the input's transform (if any), so the overlay stays on the input in the views.
+        for node in (map_node, segmentation_node):
+            node.SetAndObserveTransformNodeID(input_node.GetTransformNodeID())
         outputs = ScoringOutputs(map_node, segmentation_node, table_node, chart_node, color_node)
         for node in outputs.nodes():
             for key, value in attributes.items():

@@ -75,16 +75,49 @@ def require_index_in_volume(volume_node, axis: str, index: int) -> int:
 
 
 def slice_index_at_ras(volume_node, axis: str, ras_point) -> int:
-    """Index of the slice of ``volume_node`` along ``axis`` that contains a RAS point."""
+    """Index of the slice of ``volume_node`` along ``axis`` containing a point given in the
+    volume's own RAS frame (see :func:`world_to_volume_ras`)."""
     ijk = ras_to_ijk_array(volume_node) @ np.append(np.asarray(ras_point, dtype=float), 1.0)
     index = int(np.floor(ijk[ijk_axis_of(volume_node, axis)] + 0.5))
     return require_index_in_volume(volume_node, axis, index)
 
 
+def world_to_volume_ras(volume_node, world_points) -> np.ndarray:
+    """World RAS points (what slice views show) in the volume's own RAS frame.
+
+    Equal unless the volume sits under a transform (e.g. after registration); then the
+    points go through the inverse of that transform, linear or not.
+    """
+    return _through_parent_transform(volume_node, world_points, to_world=False)
+
+
+def _through_parent_transform(volume_node, points, to_world: bool) -> np.ndarray:
+    points = np.atleast_2d(np.asarray(points, dtype=float))
+    parent = volume_node.GetParentTransformNode()
+    if parent is None:
+        return points
+    import slicer
+    import vtk
+
+    transform = vtk.vtkGeneralTransform()
+    source, target = (parent, None) if to_world else (None, parent)
+    slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(source, target, transform)
+    return np.array([transform.TransformPoint(*point) for point in points])
+
+
+def _view_plane_in_volume_frame(volume_node, slice_node) -> tuple[np.ndarray, np.ndarray]:
+    """(centre, unit normal) of a slice view's plane in the volume's RAS frame."""
+    slice_to_ras = _slice_to_ras_array(slice_node)
+    centre = slice_to_ras[:3, 3]
+    normal = slice_to_ras[:3, 2] / np.linalg.norm(slice_to_ras[:3, 2])
+    mapped_centre, mapped_tip = world_to_volume_ras(volume_node, [centre, centre + normal])
+    direction = mapped_tip - mapped_centre
+    return mapped_centre, direction / np.linalg.norm(direction)
+
+
 def slice_view_is_aligned(volume_node, slice_node, axis: str) -> bool:
     """True when the view's normal is parallel to the volume's slice-stacking axis."""
-    slice_to_ras = _slice_to_ras_array(slice_node)
-    normal = slice_to_ras[:3, 2] / np.linalg.norm(slice_to_ras[:3, 2])
+    _, normal = _view_plane_in_volume_frame(volume_node, slice_node)
     stacking = ijk_to_ras_array(volume_node)[:3, ijk_axis_of(volume_node, axis)]
     stacking = stacking / np.linalg.norm(stacking)
     return abs(float(normal @ stacking)) >= _ALIGNED_COSINE
@@ -102,16 +135,18 @@ def slice_index_of_view(volume_node, slice_node, axis: str) -> int:
         raise SupportSetError(
             f"slice view '{slice_node.GetName()}' does not show {axis} planes of '{volume_node.GetName()}'; "
             f"pick the view that shows them or change the axis (parameter 'axis')")
-    return slice_index_at_ras(volume_node, axis, _slice_to_ras_array(slice_node)[:3, 3])
+    centre, _ = _view_plane_in_volume_frame(volume_node, slice_node)
+    return slice_index_at_ras(volume_node, axis, centre)
 
 
 def slice_center_ras(volume_node, axis: str, index: int) -> np.ndarray:
-    """RAS position of the centre of slice ``index`` (where "jump to" moves the views)."""
+    """World RAS position of the centre of slice ``index`` (where "jump to" moves the views)."""
     require_index_in_volume(volume_node, axis, index)
     dims_ijk = np.array(volume_node.GetImageData().GetDimensions(), dtype=float)
     ijk = (dims_ijk - 1.0) / 2.0
     ijk[ijk_axis_of(volume_node, axis)] = index
-    return (ijk_to_ras_array(volume_node) @ np.append(ijk, 1.0))[:3]
+    local = (ijk_to_ras_array(volume_node) @ np.append(ijk, 1.0))[:3]
+    return _through_parent_transform(volume_node, local, to_world=True)[0]
 
 
 def _slice_to_ras_array(slice_node) -> np.ndarray:

@@ -193,3 +193,29 @@ def test_slice_indices_agree_with_the_engine_slicing(scene, directions):
             ras = (matrix @ np.append(ijk, 1.0))[:3]
             expected = slicing.physical_point_to_slice_index(volume, axis, ras * [-1, -1, 1])
             assert support.slice_index_at_ras(node, axis, ras) == expected
+
+
+def test_view_mapping_and_jump_target_follow_a_parent_transform(scene):
+    """A registered volume sits under a transform: views show world coordinates."""
+    import vtk
+
+    matrix = oblique_matrix()
+    node = add_volume(scene, np.zeros((10, 11, 12), np.float32), matrix)
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    to_parent = np.eye(4)
+    to_parent[:3, :3] = rotation((0, 0, 1), 35.0)
+    to_parent[:3, 3] = (15.0, -7.0, 22.0)
+    vtk_matrix = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            vtk_matrix.SetElement(r, c, to_parent[r, c])
+    transform.SetMatrixTransformToParent(vtk_matrix)
+    node.SetAndObserveTransformNodeID(transform.GetID())
+    for index in (2, 7):
+        world = (to_parent @ matrix @ np.array([4.0, 6.0, index, 1.0]))[:3]
+        normal = to_parent[:3, :3] @ matrix[:3, 2]
+        view = slice_node_through(scene, normal, world)
+        assert support.slice_view_is_aligned(node, view, "acquisition")
+        assert support.slice_index_of_view(node, view, "acquisition") == index
+        jump = support.slice_center_ras(node, "acquisition", index)
+        assert support.slice_index_of_view(node, slice_node_through(scene, normal, jump), "acquisition") == index

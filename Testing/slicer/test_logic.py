@@ -371,3 +371,11 @@ def test_window_reaches_the_engine_command(scene, logic, volume):
 
     level, width = CT_WINDOWS["soft"]  # a CT without body part: the engine's soft-tissue window
     assert arguments["window"] == f"{width:.6f}/{level:.6f}" and arguments["support_slices"] == "0,1"
+
+
+def test_outputs_follow_the_input_transform(scene, logic, volume):
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    volume.SetAndObserveTransformNodeID(transform.GetID())
+    outputs = logic.scoreVolume(volume, [0, 1])
+    assert outputs.map_node.GetTransformNodeID() == transform.GetID()
+    assert outputs.segmentation_node.GetTransformNodeID() == transform.GetID()
