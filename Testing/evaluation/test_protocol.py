@@ -103,3 +103,14 @@ def test_results_document_layout_and_markdown():
     assert document["task_means"]["d24fad"]["2"]["image_auroc"] == pytest.approx(0.7)
     table = markdown_tables(document)
     assert "| d24fad | 2 | 70.0 ± 14.1 | **70.0** |" in table
+
+
+def test_teacher_mean_diagnostic_is_zero_on_its_own_support_and_not_a_default(tiny_model):
+    from d24fad.evaluation.baselines import TeacherMeanMaps
+    from d24fad.evaluation.run import DEFAULT_METHODS, METHOD_NAMES
+
+    image = _images(1, 11)
+    method = TeacherMeanMaps(tiny_model)
+    features = extract_features(tiny_model, image)
+    assert method.maps(features, features).abs().max() < 1e-5
+    assert "teacher_mean" in METHOD_NAMES and "teacher_mean" not in DEFAULT_METHODS

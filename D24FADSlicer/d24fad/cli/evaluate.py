@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a model trained with --loss-lambda 0, evaluated as the 'ssd_only' baseline")
     parser.add_argument("--tasks", nargs="+", default=None, help="test tasks (default: all in --data)")
     parser.add_argument("--methods", nargs="+", default=None,
-                        help="subset of d24fad patchcore tsd uniform ssd_only (default: all available)")
+                        help="subset of d24fad patchcore tsd uniform ssd_only teacher_mean "
+                             "(default: all but the teacher_mean diagnostic)")
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 2, 4, 8], help="K values")
     parser.add_argument("--draws", type=int, default=5, help="support draws per K")
     parser.add_argument("--seed", type=int, default=0, help="seed of the support draws")

@@ -11,6 +11,9 @@ uniform        as d24fad with weights 1/K instead of L2W                   (no L
 tsd            student(query) vs teacher(query), supports unused           (RD4AD-style)
 ssd_only       d24fad maps of a model trained with SSD alone (lambda = 0)  (no TSD in training)
 patchcore      nearest-neighbour distance of teacher patch features to the support patches
+teacher_mean   teacher(query) vs the mean teacher(supports), position by position: what
+               d24fad/uniform would give with a student that copied the teacher perfectly
+               (a diagnostic, only when asked for)
 =============  =============================================================================
 """
 
@@ -140,6 +143,18 @@ class PatchCoreMaps(ScoringMethod):
         return gaussian_blur_per_image(upsampled, self.config.smoothing_sigma)
 
 
+class TeacherMeanMaps(ScoringMethod):
+    """Diagnostic: the position-wise comparison of D2-4FAD applied to teacher features."""
+
+    name = "teacher_mean"
+    uses_student = False
+
+    @torch.inference_mode()
+    def maps(self, query: Features, support: Features) -> torch.Tensor:
+        references, _ = self.model.l2w(query.teacher, support.teacher, uniform=True)
+        return anomaly_maps(query.teacher, references, self.config.image_size, self.config.smoothing_sigma)
+
+
 def standard_methods(model: D24FADModel, ssd_only_model: D24FADModel | None = None) -> list[ScoringMethod]:
     """D2-4FAD and the baselines that share its trained model (plus ``ssd_only`` if given)."""
     methods: list[ScoringMethod] = [
@@ -151,3 +166,8 @@ def standard_methods(model: D24FADModel, ssd_only_model: D24FADModel | None = No
     if ssd_only_model is not None:
         methods.append(L2WMaps(ssd_only_model, "ssd_only"))
     return methods
+
+
+def diagnostic_methods(model: D24FADModel) -> list[ScoringMethod]:
+    """Methods that explain results rather than compete; evaluated only on request."""
+    return [TeacherMeanMaps(model)]

@@ -11,14 +11,15 @@ from typing import Optional, Sequence
 from ..data.datasets import check_task_names, discover_tasks, load_normal_images, load_test_set, task_files
 from ..errors import InputError
 from ..progress import Progress, ProgressMode
-from .baselines import standard_methods
+from .baselines import diagnostic_methods, standard_methods
 from .metrics import AUPRO_FPR_LIMIT
 from .protocol import ProtocolSettings, TaskEvaluation, evaluate_task
 from .report import machine_description, results_document, save_heatmaps, save_roc_curves, write_report
 
 log = logging.getLogger(__name__)
 
-METHOD_NAMES = ("d24fad", "patchcore", "tsd", "uniform", "ssd_only")
+METHOD_NAMES = ("d24fad", "patchcore", "tsd", "uniform", "ssd_only", "teacher_mean")
+DEFAULT_METHODS = ("d24fad", "patchcore", "tsd", "uniform", "ssd_only")  # ssd_only needs its checkpoint
 
 
 def _checkpoint_summary(info) -> dict:
@@ -50,7 +51,7 @@ def evaluate_benchmark(
 
     started = time.perf_counter()
     names = check_task_names(data_root, tasks, "--tasks") if tasks else discover_tasks(data_root)
-    wanted = list(methods) if methods else [m for m in METHOD_NAMES if m != "ssd_only" or ssd_only_checkpoint]
+    wanted = list(methods) if methods else [m for m in DEFAULT_METHODS if m != "ssd_only" or ssd_only_checkpoint]
     unknown = [m for m in wanted if m not in METHOD_NAMES]
     if unknown:
         raise InputError(f"--methods: unknown {', '.join(unknown)} (choose among {', '.join(METHOD_NAMES)})")
@@ -60,7 +61,7 @@ def evaluate_benchmark(
     ssd_model, ssd_info = load_checkpoint(ssd_only_checkpoint) if ssd_only_checkpoint else (None, None)
     if ssd_model is not None and ssd_model.config.teacher != model.config.teacher:
         raise InputError("--ssd-only-checkpoint must use the same teacher as --checkpoint")
-    all_methods = [m for m in standard_methods(model, ssd_model) if m.name in wanted]
+    all_methods = [m for m in standard_methods(model, ssd_model) + diagnostic_methods(model) if m.name in wanted]
     size = model.config.image_size
     trained_on = set(info.training.get("trained_on") or [])
     out_dir = Path(out_dir)
