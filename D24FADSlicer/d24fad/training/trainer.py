@@ -290,12 +290,20 @@ def _csv_text(rows: list[dict], columns: tuple[str, ...]) -> str:
     return buffer.getvalue()
 
 
+SELECTION_KEYS = ("val_image_auroc", "val_pixel_auroc")  # compared in this order
+
+
+def _selection_key(row: dict) -> tuple[float, ...]:
+    """Validation metrics of an epoch as a tuple (missing or NaN counts as worst)."""
+    return tuple(-np.inf if row.get(k) is None or np.isnan(row[k]) else row[k] for k in SELECTION_KEYS)
+
+
 def _is_better(candidate: dict, best: Optional[dict]) -> bool:
-    if best is None:
+    """Strictly better validation result. Without validation data (--val-fraction 0) the
+    latest epoch is the model."""
+    if best is None or not any(k in candidate for k in SELECTION_KEYS):
         return True
-    key = ("val_image_auroc", "val_pixel_auroc")
-    as_tuple = lambda r: tuple(-np.inf if r.get(k) is None or np.isnan(r[k]) else r[k] for k in key)  # noqa: E731
-    return as_tuple(candidate) > as_tuple(best)
+    return _selection_key(candidate) > _selection_key(best)
 
 
 # ----------------------------------------------------------------------------- the loop
