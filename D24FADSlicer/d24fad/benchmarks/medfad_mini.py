@@ -192,10 +192,14 @@ def _render_view(source: np.ndarray, style: ViewStyle, size: int, rng: np.random
     ]
     scale = side / size
     flip = -1.0 if style.flips and rng.random() < 0.5 else 1.0
-    # Output pixel (col, row) -> source (x, y): centre, flip, scale, rotate, move.
-    to_source = AffineTransform(
-        translation=(-size / 2 + 0.5, -size / 2 + 0.5)
-    ) + AffineTransform(scale=(scale * flip, scale)) + AffineTransform(rotation=angle) + AffineTransform(translation=center)
+    # Output pixel (col, row) -> source (x, y): centre, flip and scale, rotate, move.
+    # skimage composes "a + b" as: apply a, then b.
+    to_source = (
+        AffineTransform(translation=(-size / 2 + 0.5, -size / 2 + 0.5))
+        + AffineTransform(scale=(scale * flip, scale))
+        + AffineTransform(rotation=angle)
+        + AffineTransform(translation=center)
+    )
     view = warp(source, to_source, output_shape=(size, size), order=1, mode="reflect", preserve_range=True)
     return _photometric_variation(view, rng)
 
