@@ -643,7 +643,8 @@ class D24FADSlicerLogic(ScriptedLoadableModuleLogic):
         ``(normalVolumePath, [indices])`` pair adding references from another scan, e.g.
         ``[0, 1, ("normal.nrrd", [10, 20])]``. Nothing is loaded into the scene.
         ``progress(filesDone, filesTotal)`` is called after each file. Returns the
-        per-file output folders (anomaly_map.nrrd, scores.csv, run.json).
+        per-file output folders (anomaly_map.nrrd, scores.csv, run.json); each appears
+        complete or not at all, and files finished before a cancel or an error keep theirs.
         """
         ownSlices, otherSupports = _file_supports(support)
         inputs = [Path(p) for p in paths]

@@ -130,7 +130,7 @@ def make_preview(checkpoint: str | None) -> None:
         axes[2].axvline(index, color="#2060c0", ls=":", label="normal reference slices" if n == 0 else None)
     axes[2].set_xlabel("acquisition slice index")
     axes[2].set_ylabel("anomaly score")
-    axes[2].legend(loc="upper left", fontsize=8)
+    axes[2].legend(loc="best", fontsize=8)
     axes[2].set_title(f"per-slice scores (threshold {threshold:.3f} from the references)")
     sha = (run.get("model") or {}).get("checkpoint_sha256") or "?"
     figure.suptitle("RENDERED PREVIEW (matplotlib, not a Slicer screenshot) of the engine's real output on the "

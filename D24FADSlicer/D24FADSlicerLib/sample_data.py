@@ -18,8 +18,9 @@ THUMBNAIL_FILE = Path(__file__).resolve().parent.parent / "Resources" / "Icons" 
 
 # Acquisition (axial) slices the lesion touches, first and last (printed by the script).
 LESION_SLICES = (35, 42)
-# Normal slices of the same scan, above and below the lesion, used as the support set.
-NORMAL_SUPPORT_SLICES = (29, 31, 33, 44)
+# Normal slices of the same scan used as the support set, chosen as `make demo` does: six
+# slices spread evenly over the slices showing brain, at least 12 mm (4 slices) from the lesion.
+NORMAL_SUPPORT_SLICES = (8, 13, 17, 22, 26, 47)
 
 
 # Voxel value above which the sample shows brain tissue rather than background (uint8 T1).

@@ -29,6 +29,10 @@ def test_sample_is_small_and_its_constants_match_the_mask():
     lesion_slices = np.flatnonzero(mask.any(axis=(1, 2)))
     assert (lesion_slices.min(), lesion_slices.max()) == LESION_SLICES
     assert not mask[list(NORMAL_SUPPORT_SLICES)].any()
-    voxels = sitk.GetArrayFromImage(volume)
-    # Normal references show brain, not empty background.
-    assert all((voxels[k] > BRAIN_MIN_VALUE).mean() > 0.2 for k in NORMAL_SUPPORT_SLICES)
+    # The support rule: six slices spread evenly over the slices that show brain (a quarter
+    # of the largest brain section or more), at least 4 slices (12 mm) from any lesion slice.
+    brain_voxels = (sitk.GetArrayFromImage(volume) > BRAIN_MIN_VALUE).sum(axis=(1, 2))
+    brain_slices = np.flatnonzero(brain_voxels >= 0.25 * brain_voxels.max())
+    far = [k for k in brain_slices if np.min(np.abs(lesion_slices - k)) > 4]
+    picks = np.linspace(0, len(far) - 1, 6).round().astype(int)
+    assert NORMAL_SUPPORT_SLICES == tuple(int(far[p]) for p in picks)
