@@ -130,7 +130,8 @@ class D24FADSlicerParameterNode:
     device: str = "auto"
     batchSize: Annotated[int, WithinRange(1, 512)] = 16
     useAutoThreshold: bool = True
-    threshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    # Maps sum (1 - cosine) over the feature scales, so values above 1 are normal.
+    threshold: Annotated[float, WithinRange(0.0, 10.0)] = 1.0
     opacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.6
     displayThreshold: float = 0.0  # slider range follows the map's values (map_display_maximum)
     mapVolume: slicer.vtkMRMLScalarVolumeNode
