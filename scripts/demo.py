@@ -22,8 +22,8 @@ import numpy as np
 
 LESION_SEED = 2026
 LESION_RADIUS_VOXELS = 3.0  # 6 mm at 2 mm voxels: a few axial slices
-SUPPORT_COUNT = 6
-SUPPORT_MARGIN_SLICES = 6  # supports stay this far from any lesion slice
+SUPPORT_COUNT = 8
+SUPPORT_MARGIN_SLICES = 3  # supports stay this far from any lesion slice
 TOP_COUNT = 5
 
 
@@ -59,10 +59,9 @@ def add_lesion(volume):
 
 
 def choose_supports(volume, lesion_slices: np.ndarray) -> list[int]:
-    """Normal slices spread over the brain, kept away from the lesion."""
-    brain_slices = np.flatnonzero((volume.array > 0.3).sum(axis=(1, 2)) > 0.25 * (volume.array > 0.3)
-                                  .sum(axis=(1, 2)).max())
-    far = [int(k) for k in brain_slices if np.min(np.abs(lesion_slices - k)) > SUPPORT_MARGIN_SLICES]
+    """Normal slices spread over the whole stack (air above the head included: it is part of
+    the normal appearance a query can have), kept away from the lesion."""
+    far = [k for k in range(volume.shape[0]) if np.min(np.abs(lesion_slices - k)) > SUPPORT_MARGIN_SLICES]
     picks = np.linspace(0, len(far) - 1, SUPPORT_COUNT).round().astype(int)
     return sorted({far[p] for p in picks})
 
@@ -105,7 +104,10 @@ def main(argv=None) -> int:
         marker = "  <- lesion" if indices[row] in set(lesion_slices.tolist()) else ""
         print(f"  {rank}. slice {indices[row]:3d}  (S = {positions[row]:7.1f} mm)  score {scores[row]:.4f}{marker}")
     hits = sorted(set(indices[top].tolist()) & set(lesion_slices.tolist()))
-    print(f"Lesion slices among the top {TOP_COUNT}: {len(hits)} ({hits})")
+    ranking = np.argsort(-scores, kind="stable")
+    best_rank = min(int(np.flatnonzero(indices[ranking] == k)[0]) + 1 for k in lesion_slices)
+    print(f"Lesion slices among the top {TOP_COUNT}: {len(hits)} {hits}; best-ranked lesion slice: "
+          f"#{best_rank} of {len(scores)}")
     print(f"\nOutputs in {out.resolve()}:")
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         print(f"  {path.relative_to(out)}")
