@@ -141,6 +141,8 @@ BAD_CASES = {
                                         "0.5", "--dicom-seg"], "need a DICOM input"),
     "bad threshold": (lambda t: ["--input", str(t / "mr"), "--support-slices", "0", "--threshold", "high"],
                       "--threshold 'high'"),
+    "auto threshold with one support": (lambda t: ["--input", str(t / "mr"), "--support-slices", "1", "--threshold",
+                                                   "auto"], "at least 2 support slices"),
     "bad window": (lambda t: ["--input", str(t / "mr"), "--support-slices", "0", "--window", "wide"], "--window"),
     "bad slice list": (lambda t: ["--input", str(t / "mr"), "--support-slices", "1,x"], "--support-slices"),
     "empty support folder": (lambda t: ["--support", str(t / "empty"), "--query", str(t / "pngs")],

@@ -96,7 +96,7 @@ def _refuse_options(args: argparse.Namespace, options, mode: str) -> None:
 
 def _validate(args: argparse.Namespace) -> str:
     """Check option combinations before any work; return 'volume' or 'folder'."""
-    from ..errors import InputError, OutputError
+    from ..errors import InputError, OutputError, SupportSetError
     from ..pipeline import parse_threshold
     from ..preprocess import parse_window
 
@@ -116,12 +116,14 @@ def _validate(args: argparse.Namespace) -> str:
         _refuse_options(args, VOLUME_ONLY, "folder (--support/--query)")
         return "folder"
     _refuse_options(args, FOLDER_ONLY, "volume (--input)")
-    parse_indices(args.support_slices, "--support-slices")
+    support_count = len(parse_indices(args.support_slices, "--support-slices"))
     if bool(args.support_input) != bool(args.support_slices_other):
         raise InputError("--support-input and --support-slices-other go together")
     if args.support_slices_other:
-        parse_indices(args.support_slices_other, "--support-slices-other")
-    parse_threshold(args.threshold)
+        support_count += len(parse_indices(args.support_slices_other, "--support-slices-other"))
+    if parse_threshold(args.threshold) == "auto" and support_count < 2:
+        raise SupportSetError("--threshold auto calibrates on the supports left out one at a time: "
+                              "tag at least 2 support slices")
     if args.png_top < 0:
         raise InputError(f"--png-top {args.png_top}: must be 0 or more")
     if (args.mask or args.dicom_seg) and args.threshold is None:
