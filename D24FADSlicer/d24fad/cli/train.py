@@ -11,9 +11,14 @@ NAME = "train"
 HELP = "meta-train the student decoder and L2W on TASK/train/good folders (optionally holding one task out)"
 
 # Recipes: the model configuration plus the training hyper-parameters that go with it.
+# "paper" is the paper's recipe (lambda 0.1, lr 1e-4, 70 epochs on ~10k images: ~40k steps).
+# "default" is for CPU budgets of a few hundred steps: with lambda 0.1 and lr 1e-4 the
+# student never starts to reproduce the teacher in that many steps (TSD stayed at 2.97 of
+# 3 on MedFAD-mini, validation pixel AUROC fell as SSD collapsed), so TSD is weighted 10
+# and the learning rate is 1e-3 (TSD 1.7 after 6 epochs, validation pixel AUROC 0.52 -> 0.68).
 RECIPES = {
-    "default": {"epochs": 30, "batch": 16, "shots": (2, 4, 8)},
-    "paper": {"epochs": 70, "batch": 16, "shots": (2, 4, 8)},
+    "default": {"epochs": 30, "batch": 16, "shots": (2, 4, 8), "lr": 1e-3, "loss_lambda": 10.0},
+    "paper": {"epochs": 70, "batch": 16, "shots": (2, 4, 8), "lr": 1e-4, "loss_lambda": 0.1},
 }
 
 
@@ -29,11 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher-weights", choices=("offline", "hub", "random", "file"), default=None)
     parser.add_argument("--teacher-weights-path", default=None, help="local weights file for --teacher-weights file")
     parser.add_argument("--image-size", type=int, default=None, help="model input side (multiple of 32)")
-    parser.add_argument("--loss-lambda", type=float, default=None, help="weight of TSD in the loss (0 = SSD only)")
+    parser.add_argument("--loss-lambda", type=float, default=None,
+                        help="weight of TSD in the loss (0 = SSD only; default: the recipe's)")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--batch", type=int, default=None, help="episodes per step (global, over all ranks)")
     parser.add_argument("--shots", type=int, nargs="+", default=None, help="K values drawn per batch")
-    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the recipe's)")
     parser.add_argument("--accumulate", type=int, default=1, help="micro-batches per step (gradient accumulation)")
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="cap on steps per epoch (quick runs)")
     parser.add_argument("--val-fraction", type=float, default=0.2,
@@ -57,7 +63,7 @@ def model_config_from_args(args: argparse.Namespace):
         "teacher_weights": args.teacher_weights,
         "teacher_weights_path": args.teacher_weights_path,
         "image_size": args.image_size,
-        "loss_lambda": args.loss_lambda,
+        "loss_lambda": RECIPES[args.config]["loss_lambda"] if args.loss_lambda is None else args.loss_lambda,
     }
     return config.replace(**{k: v for k, v in overrides.items() if v is not None})
 
@@ -87,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs or recipe["epochs"],
         batch_size=args.batch or recipe["batch"],
         shots=tuple(args.shots or recipe["shots"]),
-        lr=args.lr,
+        lr=recipe["lr"] if args.lr is None else args.lr,
         accumulate=args.accumulate,
         steps_per_epoch=args.steps_per_epoch,
         val_fraction=args.val_fraction,
