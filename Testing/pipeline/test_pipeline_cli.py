@@ -34,12 +34,21 @@ def enlarged(width: int, height: int) -> tuple[int, int]:
     return width * factor, height * factor
 
 
+def input_fingerprint(folder: Path) -> dict[str, tuple[float, str]]:
+    """Modification time and content digest of every file under ``folder``."""
+    import hashlib
+
+    return {str(p): (p.stat().st_mtime, hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def score(*args: str) -> int:
     return main(["score", *args])
 
 
 def test_volume_mode_writes_map_scores_mask_dicom_and_run_record(dicom_input, tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "result"
+    before = input_fingerprint(dicom_input)
     code = score("--input", str(dicom_input), "--support-slices", "0,1,5", "--out", str(out),
                  "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--progress", "none",
                  "--threshold", "auto", "--mask", "--dicom-seg", "--dicom-pmap", "--batch-size", "3")
@@ -66,6 +75,7 @@ def test_volume_mode_writes_map_scores_mask_dicom_and_run_record(dicom_input, ti
     np.testing.assert_array_equal(mask.array, (anomaly_map.array >= record["threshold"]).astype(np.float32))
     seg = pydicom.dcmread(out / "anomaly_seg.dcm")
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == source.metadata["series_uid"]
+    assert input_fingerprint(dicom_input) == before  # the input series is never modified
 
 
 def test_nrrd_axis_window_other_support_volume_and_json_progress(dicom_input, tiny_checkpoint, tmp_path, capfd):
