@@ -234,3 +234,19 @@ def test_mrml_methods_the_widget_calls_exist():
         for method in methods:
             assert method in source
             assert hasattr(mrml_class, method), f"{mrml_class.__name__}.{method}"
+
+
+def test_parameter_node_fields_have_types_the_wrapper_can_store():
+    """parameterNodeWrapper (application only) stores str, int, float, bool and MRML nodes."""
+    import typing
+
+    import D24FADSlicer
+    import slicer
+
+    hints = typing.get_type_hints(D24FADSlicer.D24FADSlicerParameterNode, include_extras=True)
+    assert set(hints) == parameter_names()
+    for name, hint in hints.items():
+        base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
+        assert base in (str, int, float, bool) or issubclass(base, slicer.vtkMRMLNode), (name, hint)
+        default = getattr(D24FADSlicer.D24FADSlicerParameterNode, name, None)
+        assert default is None or isinstance(default, base), (name, default)
