@@ -188,65 +188,85 @@ def run(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 
 
-def _run_volume(args: argparse.Namespace, started: float) -> int:
-    from ..io import read_volume, write_slice_scores_csv, write_volume
-    from ..io.atomic import atomic_directory
-    from ..pipeline import SupportRef, score_volume
-    from ..slicing import slice_count
+def _read_inputs(args: argparse.Namespace):
+    """The volume to score and its support references (slices of it, maybe of another volume)."""
+    from ..errors import InputError
+    from ..io import read_volume
+    from ..pipeline import SupportRef
 
     volume = _with_modality(read_volume(args.input, series_uid=args.series_uid), args.modality)
+    if (args.dicom_seg or args.dicom_pmap) and not volume.metadata.get("dicom_files"):
+        raise InputError(f"--dicom-seg / --dicom-pmap need a DICOM input; {args.input} is not DICOM")
     supports = [SupportRef(volume, parse_indices(args.support_slices, "--support-slices"))]
     if args.support_input:
         other = _with_modality(read_volume(args.support_input, series_uid=args.support_series_uid), args.modality)
         supports.append(SupportRef(other, parse_indices(args.support_slices_other, "--support-slices-other")))
-    if (args.dicom_seg or args.dicom_pmap) and not volume.metadata.get("dicom_files"):
-        from ..errors import InputError
+    return volume, supports
 
-        raise InputError(f"--dicom-seg / --dicom-pmap need a DICOM input; {args.input} is not DICOM")
+
+def _write_volume_outputs(args: argparse.Namespace, result, folder: Path) -> list[str]:
+    """Map, scores and the optional mask / DICOM / PNG outputs; returns their names."""
+    from ..io import write_slice_scores_csv, write_volume
+
+    outputs = [f"anomaly_map.{args.map_format}", "scores.csv"]
+    write_volume(result.map_volume, folder / outputs[0])
+    write_slice_scores_csv(folder / "scores.csv", result.slice_indices, result.slice_positions_mm,
+                           result.slice_scores)
+    if args.mask:
+        outputs.append(f"anomaly_mask.{args.map_format}")
+        write_volume(result.mask_volume(), folder / outputs[-1])
+    if args.dicom_seg:
+        from ..io.dicom_out import write_dicom_seg
+
+        outputs.append("anomaly_seg.dcm")
+        write_dicom_seg(result.volume, result.mask_volume(), folder / outputs[-1])
+    if args.dicom_pmap:
+        from ..io.dicom_out import write_dicom_pmap
+
+        outputs.append("anomaly_pmap.dcm")
+        write_dicom_pmap(result.volume, result.map_volume, folder / outputs[-1])
+    return outputs + _write_top_slice_pngs(result, args.png_top, folder)
+
+
+def _volume_run_record(args: argparse.Namespace, result, detector, outputs: list[str], started: float) -> dict:
+    volume = result.volume
+    labels = [f"{'input' if s['same_as_input'] else 'other'}:{i}" for s in result.supports for i in s["indices"]]
+    threshold_source = None
+    if args.threshold is not None:
+        threshold_source = "auto (leave-one-out among supports)" if str(args.threshold).lower() == "auto" else "user"
+    return {
+        "mode": "volume",
+        "input": {"path": str(args.input), "series_uid": volume.metadata.get("series_uid"),
+                  "modality": volume.modality, "shape_kji": list(volume.shape), "spacing": volume.spacing,
+                  "origin": volume.origin, "direction": volume.direction},
+        "axis": args.axis,
+        "intensity": {"window": args.window, "mode": result.intensity.mode, "low": result.intensity.low,
+                      "high": result.intensity.high, "reason": result.intensity.reason},
+        "supports": result.supports,
+        "model": _model_record(detector),
+        "threshold": result.threshold,
+        "threshold_source": threshold_source,
+        "top_slices": [{"index": i, "position_mm": p, "score": s} for i, p, s in result.top_slices(5)],
+        "l2w_weights": weights_summary(result.weights, labels),
+        "outputs": outputs,
+        "versions": _versions(),
+        "elapsed_s": round(time.time() - started, 3),
+    }
+
+
+def _run_volume(args: argparse.Namespace, started: float) -> int:
+    from ..io.atomic import atomic_directory
+    from ..pipeline import score_volume
+    from ..slicing import slice_count
+
+    volume, supports = _read_inputs(args)
     detector = _load_detector(args)
-    total = slice_count(volume, args.axis)
-    with _make_progress(args, total, "scoring") as progress:
+    with _make_progress(args, slice_count(volume, args.axis), "scoring") as progress:
         result = score_volume(volume, supports, detector, axis=args.axis, window=args.window,
                               batch_size=args.batch_size, progress=progress, threshold=args.threshold)
-    labels = [f"{'input' if s['same_as_input'] else 'other'}:{i}" for s in result.supports for i in s["indices"]]
     with atomic_directory(args.out, overwrite=args.overwrite) as tmp:
-        outputs = [f"anomaly_map.{args.map_format}", "scores.csv", "run.json"]
-        write_volume(result.map_volume, tmp / outputs[0])
-        write_slice_scores_csv(tmp / "scores.csv", result.slice_indices, result.slice_positions_mm,
-                               result.slice_scores)
-        if args.mask:
-            outputs.append(f"anomaly_mask.{args.map_format}")
-            write_volume(result.mask_volume(), tmp / outputs[-1])
-        if args.dicom_seg:
-            from ..io.dicom_out import write_dicom_seg
-
-            outputs.append("anomaly_seg.dcm")
-            write_dicom_seg(volume, result.mask_volume(), tmp / outputs[-1])
-        if args.dicom_pmap:
-            from ..io.dicom_out import write_dicom_pmap
-
-            outputs.append("anomaly_pmap.dcm")
-            write_dicom_pmap(volume, result.map_volume, tmp / outputs[-1])
-        outputs += _write_top_slice_pngs(result, args.png_top, tmp)
-        _run_json(tmp / "run.json", {
-            "mode": "volume",
-            "input": {"path": str(args.input), "series_uid": volume.metadata.get("series_uid"),
-                      "modality": volume.modality, "shape_kji": list(volume.shape), "spacing": volume.spacing,
-                      "origin": volume.origin, "direction": volume.direction},
-            "axis": args.axis,
-            "intensity": {"window": args.window, "mode": result.intensity.mode, "low": result.intensity.low,
-                          "high": result.intensity.high, "reason": result.intensity.reason},
-            "supports": result.supports,
-            "model": _model_record(detector),
-            "threshold": result.threshold,
-            "threshold_source": None if args.threshold is None else
-            ("auto (leave-one-out among supports)" if str(args.threshold).lower() == "auto" else "user"),
-            "top_slices": [{"index": i, "position_mm": p, "score": s} for i, p, s in result.top_slices(5)],
-            "l2w_weights": weights_summary(result.weights, labels),
-            "outputs": outputs,
-            "versions": _versions(),
-            "elapsed_s": round(time.time() - started, 3),
-        })
+        outputs = _write_volume_outputs(args, result, tmp) + ["run.json"]
+        _run_json(tmp / "run.json", _volume_run_record(args, result, detector, outputs, started))
     _report(args, outputs, [f"slice {i} ({p:.1f} mm): {s:.4f}" for i, p, s in result.top_slices(5)])
     return 0
 
