@@ -158,3 +158,15 @@ def test_sheared_stack_gantry_tilt_is_refused(tmp_path):
         dataset.ImagePositionPatient = [f"{v:.6f}" for v in position]
         dataset.save_as(path)
     expect_error(tmp_path, GeometryError, "shifted in-plane", "gantry tilt")
+
+
+def test_multiframe_with_uneven_frames_is_refused(tmp_path):
+    """An enhanced CT whose second frame is moved: its frames no longer form a regular grid."""
+    import pydicom
+
+    dataset = pydicom.dcmread(pydicom_data_file("eCT_Supplemental.dcm"))
+    position = dataset.PerFrameFunctionalGroupsSequence[1].PlanePositionSequence[0]
+    position.ImagePositionPatient = [float(position.ImagePositionPatient[0]) + 7.0,
+                                     *position.ImagePositionPatient[1:]]
+    dataset.save_as(tmp_path / "uneven.dcm")
+    expect_error(tmp_path / "uneven.dcm", GeometryError, "regular volume", "uneven.dcm")

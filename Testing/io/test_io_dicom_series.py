@@ -131,7 +131,7 @@ def test_multiframe_without_patient_geometry_is_flagged_not_hidden(tmp_path, cap
     volume = read_volume(path)
     assert volume.shape == (10, 64, 64)
     assert volume.metadata["geometry_missing"] is True
-    assert "no usable patient geometry" in caplog.text
+    assert "no patient geometry" in caplog.text
 
 
 @pytest.mark.parametrize("suffix", ["nii", "nii.gz", "nrrd", "mha", "mhd"])

@@ -427,18 +427,20 @@ def read_multiframe(path: str | os.PathLike, header=None) -> Volume:
         raise DicomError(f"{path} is a colour multi-frame image; only scalar volumes can be scored")
     metadata = _metadata(header)
     metadata["dicom_files"] = [path]
+    if not _has_plane_geometry(header):
+        # Pixels are fine, but where they lie in the patient is not recorded: say so loudly.
+        log.warning("%s: no patient geometry (frame of reference / plane positions); "
+                    "using unit spacing and identity orientation", path)
+        return _multiframe_without_geometry(path, header, metadata)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            image = hd.imread(path)
-            hd_volume = image.get_volume()
+            hd_volume = hd.imread(path).get_volume()
         except (D24FADError, MemoryError):
             raise
         except Exception as exc:
-            # No frame of reference / plane positions: pixels are fine, geometry is not known.
-            log.warning("%s: no usable patient geometry (%s); using unit spacing and identity orientation",
-                        path, exception_summary(exc))
-            return _multiframe_without_geometry(path, header, metadata)
+            # Geometry is recorded but is not a regular grid (uneven or mixed frames).
+            raise GeometryError(f"{path}: frames do not form a regular volume ({exception_summary(exc)})") from exc
     array = np.asarray(hd_volume.array, dtype=np.float32)
     if array.ndim != 3:
         raise DicomError(f"{path}: multi-frame image is not a scalar 3D volume (shape {array.shape})")
@@ -450,6 +452,17 @@ def read_multiframe(path: str | os.PathLike, header=None) -> Volume:
     direction = np.column_stack([c / s for c, s in zip(columns, spacing)])
     return Volume(array=array, spacing=spacing, origin=tuple(affine[:3, 3]), direction=tuple(direction.reshape(-1)),
                   modality=metadata.get("modality"), metadata=metadata, source=path)
+
+
+def _has_plane_geometry(header) -> bool:
+    """True when a multi-frame header records a frame of reference and frame positions."""
+    if not header.get("FrameOfReferenceUID"):
+        return False
+    for keyword in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        groups = header.get(keyword)
+        if groups and "PlanePositionSequence" in groups[0]:
+            return True
+    return False
 
 
 def _multiframe_without_geometry(path: str, header, metadata: dict) -> Volume:
