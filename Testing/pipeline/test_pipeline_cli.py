@@ -71,6 +71,7 @@ def test_volume_mode_writes_map_scores_mask_dicom_and_run_record(dicom_input, ti
     assert record["l2w_weights"]["supports"] == ["input:0", "input:1", "input:5"]
     assert sum(record["l2w_weights"]["top_support_counts"].values()) == 7
     assert record["versions"]["torch"] and record["intensity"]["mode"] == "percentile_foreground"
+    assert record["input"]["geometry_missing"] is False
     mask = read_volume(out / "anomaly_mask.nii.gz")
     np.testing.assert_array_equal(mask.array, (anomaly_map.array >= record["threshold"]).astype(np.float32))
     seg = pydicom.dcmread(out / "anomaly_seg.dcm")
