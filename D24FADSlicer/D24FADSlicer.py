@@ -72,6 +72,7 @@ from D24FADSlicerLib.outputs import (
     next_most_anomalous,
     provenance_attributes,
     read_score_table,
+    tissue_slices,
 )
 from D24FADSlicerLib.sample_data import SAMPLE_NAME, register_sample_data
 from D24FADSlicerLib.support import AXES, MIN_SUPPORT_SLICES, RECOMMENDED_SUPPORT_SLICES, SupportReference
@@ -402,12 +403,15 @@ class D24FADSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         parameters = self._parameterNode
         if not parameters.scoreTable or not parameters.inputVolume:
             return
-        index = next_most_anomalous(read_score_table(parameters.scoreTable), self._currentAnomalousSlice)
+        inputVolume = slicer.mrmlScene.GetNodeByID(parameters.scoreTable.GetAttribute("D24FAD.InputVolumeID") or "")
+        inputVolume = inputVolume or parameters.inputVolume
+        axis = parameters.scoreTable.GetAttribute("D24FAD.Axis") or parameters.axis
+        eligible = tissue_slices(slicer.util.arrayFromVolume(inputVolume), 2 - supportlib.ijk_axis_of(inputVolume, axis))
+        index = next_most_anomalous(read_score_table(parameters.scoreTable), self._currentAnomalousSlice, eligible)
         if index is not None:
             self._currentAnomalousSlice = index
-            inputVolume = slicer.mrmlScene.GetNodeByID(parameters.scoreTable.GetAttribute("D24FAD.InputVolumeID"))
-            self._jumpToSlice(inputVolume or parameters.inputVolume, index)
-            self.ui.statusLabel.text = f"Slice {index} (ranked by anomaly score)"
+            self._jumpToSlice(inputVolume, index)
+            self.ui.statusLabel.text = f"Slice {index} (ranked by anomaly score; slices without tissue skipped)"
 
     def _updateGui(self, caller=None, event=None) -> None:
         parameters = self._parameterNode
@@ -786,10 +790,10 @@ class D24FADSlicerTest(ScriptedLoadableModuleTest):
         insideMean, outsideMean = lesion_contrast(slicer.util.arrayFromVolume(outputs.map_node),
                                                   slicer.util.arrayFromVolume(volumeNode))
         self.assertGreater(insideMean, outsideMean, "the lesion should score higher than the brain around it")
-        top = next_most_anomalous(scores, None)
+        top = next_most_anomalous(scores, None, tissue_slices(slicer.util.arrayFromVolume(volumeNode)))
         slicer.util.setSliceViewerLayers(background=volumeNode, foreground=outputs.map_node, foregroundOpacity=0.6)
         self.delayDisplay(f"Workflow passed: lesion mean score {insideMean:.3f} vs {outsideMean:.3f} around it; "
-                          f"most anomalous slice {top} (lesion on slices {LESION_SLICES[0]}-{LESION_SLICES[1]})")
+                          f"most anomalous slice with tissue {top} (lesion on slices {LESION_SLICES[0]}-{LESION_SLICES[1]})")
 
     def test_D24FADSlicer_bad_inputs_create_nothing(self):
         volumeNode = self._sampleVolume()

@@ -258,11 +258,39 @@ def place_under_input_study(scene, input_node, nodes, folder_name: str) -> int:
     return folder
 
 
-def next_most_anomalous(slice_scores: list[SliceScore], current_index: Optional[int]) -> Optional[int]:
+# A slice "shows tissue" when its foreground covers at least this fraction of the largest
+# cross-section along the axis (the rule `make demo` uses to pick brain slices).
+TISSUE_SECTION_FRACTION = 0.25
+# Foreground: above the minimum by this fraction of the (min .. 99.5th percentile) range.
+FOREGROUND_LEVEL = 0.1
+
+
+def tissue_slices(voxels: np.ndarray, array_axis: int = 0) -> set[int]:
+    """Slice indices along ``array_axis`` whose foreground is a sizeable cross-section.
+
+    Slices of air above the head or below the feet look nothing like the normal references
+    and top the ranking without being findings; navigation skips them (they stay in the
+    table and the map).
+    """
+    voxels = np.asarray(voxels, dtype=np.float32)
+    low, high = float(voxels.min()), float(np.percentile(voxels, 99.5))
+    if not high > low:
+        return set()
+    foreground = voxels > low + FOREGROUND_LEVEL * (high - low)
+    other_axes = tuple(a for a in range(voxels.ndim) if a != array_axis)
+    sections = foreground.sum(axis=other_axes)
+    return {int(k) for k in np.flatnonzero(sections >= TISSUE_SECTION_FRACTION * sections.max())}
+
+
+def next_most_anomalous(slice_scores: list[SliceScore], current_index: Optional[int],
+                        eligible: Optional[set[int]] = None) -> Optional[int]:
     """The slice ranked just below ``current_index`` by score (the top slice to start with).
 
-    Repeated calls walk the slices from most to least anomalous and wrap around.
+    Repeated calls walk the slices from most to least anomalous and wrap around; with
+    ``eligible`` (e.g. :func:`tissue_slices`) only those slices are visited.
     """
+    if eligible is not None:
+        slice_scores = [entry for entry in slice_scores if entry.index in eligible]
     if not slice_scores:
         return None
     ranking = [entry.index for entry in sorted(slice_scores, key=lambda entry: (-entry.score, entry.index))]

@@ -323,6 +323,24 @@ def test_next_most_anomalous_walks_slices_by_score():
     assert outputslib.next_most_anomalous([], None) is None
 
 
+def test_navigation_skips_slices_without_tissue():
+    from D24FADSlicerLib.job import SliceScore
+
+    voxels = np.zeros((6, 20, 20), np.float32)
+    yy, xx = np.mgrid[:20, :20]
+    for k, radius in ((1, 8), (2, 9), (3, 9), (4, 7), (5, 2)):  # slice 0 is air, slice 5 a speck
+        voxels[k][(yy - 10) ** 2 + (xx - 10) ** 2 <= radius ** 2] = 100.0
+    eligible = outputslib.tissue_slices(voxels)
+    assert eligible == {1, 2, 3, 4}
+    assert outputslib.tissue_slices(voxels.transpose(1, 0, 2), array_axis=1) == eligible
+    scores = [SliceScore(k, 0.0, score) for k, score in enumerate((0.9, 0.2, 0.6, 0.4, 0.3, 0.8))]
+    order = [outputslib.next_most_anomalous(scores, None, eligible)]
+    for _ in range(4):
+        order.append(outputslib.next_most_anomalous(scores, order[-1], eligible))
+    assert order == [2, 3, 4, 1, 2]
+    assert outputslib.tissue_slices(np.zeros((3, 4, 4))) == set()
+
+
 def test_heat_color_table_goes_from_black_to_white_through_red_and_yellow(scene):
     values = outputslib.heat_color_values()
     assert values.shape == (outputslib.HEAT_COLOR_COUNT, 3)

@@ -36,3 +36,14 @@ def test_sample_is_small_and_its_constants_match_the_mask():
     far = [k for k in brain_slices if np.min(np.abs(lesion_slices - k)) > 4]
     picks = np.linspace(0, len(far) - 1, 6).round().astype(int)
     assert NORMAL_SUPPORT_SLICES == tuple(int(far[p]) for p in picks)
+
+
+def test_navigation_visits_the_lesion_and_skips_air_above_the_head():
+    from D24FADSlicerLib.outputs import tissue_slices
+
+    voxels = sitk.GetArrayFromImage(sitk.ReadImage(str(VOLUME_FILE)))
+    eligible = tissue_slices(voxels)
+    assert set(range(LESION_SLICES[0], LESION_SLICES[1] + 1)) <= eligible
+    assert set(NORMAL_SUPPORT_SLICES) <= eligible
+    assert not eligible & set(range(voxels.shape[0] - 8, voxels.shape[0]))  # the top slices are air
+
