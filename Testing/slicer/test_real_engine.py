@@ -79,3 +79,22 @@ def test_real_engine_bad_checkpoint_reports_error_and_adds_nothing(scene, tmp_pa
     with pytest.raises(D24FADError, match="broken.safetensors"):
         D24FADSlicerLogic().scoreVolume(volume, list(NORMAL_SUPPORT_SLICES), checkpointPath=str(broken), device="cpu")
     assert node_ids(scene) == before
+
+
+def test_real_engine_scores_files_with_supports_from_another_scan(scene, tiny_checkpoint, tmp_path):
+    """scoreFiles through the real CLI: its options (own slices + one other scan) are accepted."""
+    import SimpleITK as sitk
+
+    checkpoint, sha256 = tiny_checkpoint
+    sample = sitk.ReadImage(str(VOLUME_FILE))
+    paths = [tmp_path / "upper.nrrd"]  # one file: the loop over files is covered with the stand-in CLI
+    sitk.WriteImage(sample[:, :, 30:40], str(paths[0]))
+    before = node_ids(scene)
+    folders = D24FADSlicerLogic().scoreFiles(paths, [0, 2, (VOLUME_FILE, [NORMAL_SUPPORT_SLICES[0]])],
+                                             tmp_path / "scores", checkpointPath=str(checkpoint), device="cpu")
+    for folder, path in zip(folders, paths):
+        run = json.loads((folder / "run.json").read_text())
+        assert run["input"]["path"] == str(path) and run["model"]["checkpoint_sha256"] == sha256
+        assert [s["indices"] for s in run["supports"]] == [[0, 2], [NORMAL_SUPPORT_SLICES[0]]]
+        assert len((folder / "scores.csv").read_text().splitlines()) == 1 + 10
+    assert node_ids(scene) == before
