@@ -566,16 +566,19 @@ class D24FADSlicerLogic(ScriptedLoadableModuleLogic):
         require_scalar_volume(volumeNode, parameter="volumeNode", scene=scene)
         supportlib.require_axis(axis)
         references = supportlib.validate_support_set(scene, self.supportReferences(volumeNode, supportSlices), axis)
-        otherVolumes = {r.volume_node_id for r in references} - {volumeNode.GetID()}
-        supportlib.require_engine_support_layout(len(references) - sum(
-            r.volume_node_id in otherVolumes for r in references), len(otherVolumes))
+        ownSlices, otherSlices = _split_by_volume(references, volumeNode.GetID())
+        supportlib.require_engine_support_layout(len(ownSlices), len(otherSlices))
         _require_run_options(checkpointPath, batchSize, threshold)
         workDir = Path(tempfile.mkdtemp(prefix="D24FADSlicer-"))
         job = None
         try:
-            request = self._scoringRequest(volumeNode, references, axis, workDir)
-            request.checkpoint, request.device, request.batch_size, request.threshold = (
-                checkpointPath, device, int(batchSize), threshold)
+            # The engine reads files: hand it NRRD copies of the nodes (exact geometry).
+            otherSupports = [(write_node_nrrd(scene.GetNodeByID(nodeId), workDir / f"support-{number}.nrrd"), indices)
+                             for number, (nodeId, indices) in enumerate(otherSlices.items())]
+            dims = volumeNode.GetImageData().GetDimensions()
+            request = ScoringRequest(write_node_nrrd(volumeNode, workDir / "input.nrrd"), tuple(dims[::-1]),
+                                     ownSlices, otherSupports, axis, checkpointPath, device, int(batchSize), threshold,
+                                     window=engine_window_argument(volumeNode))
             job = ScoringJob(request, workDir, command_prefix=self.engineCommand)
             return job.start()
         except BaseException:
@@ -585,19 +588,6 @@ class D24FADSlicerLogic(ScriptedLoadableModuleLogic):
 
             shutil.rmtree(workDir, ignore_errors=True)
             raise
-
-    def _scoringRequest(self, volumeNode, references, axis, workDir: Path) -> ScoringRequest:
-        own = [r.index for r in references if r.volume_node_id == volumeNode.GetID()]
-        others: dict[str, list[int]] = {}
-        for reference in references:
-            if reference.volume_node_id != volumeNode.GetID():
-                others.setdefault(reference.volume_node_id, []).append(reference.index)
-        inputPath = write_node_nrrd(volumeNode, workDir / "input.nrrd")
-        otherSupports = [(write_node_nrrd(self.scene.GetNodeByID(nodeId), workDir / f"support-{number}.nrrd"), indices)
-                         for number, (nodeId, indices) in enumerate(others.items())]
-        dims = volumeNode.GetImageData().GetDimensions()
-        return ScoringRequest(inputPath, tuple(dims[::-1]), own, otherSupports, axis,
-                              window=engine_window_argument(volumeNode))
 
     def finishScoring(self, job: ScoringJob, volumeNode, supportSlices, axis: str,
                       displayThreshold: float = 0.0) -> ScoringOutputs:
@@ -695,6 +685,17 @@ def _require_run_options(checkpointPath, batchSize, threshold) -> None:
         raise InputError(f"batch size must be at least 1, got {batchSize} (parameter 'batchSize')")
     if threshold != "auto" and not isinstance(threshold, (int, float)):
         raise InputError(f"threshold must be 'auto' or a number, got {threshold!r} (parameter 'threshold')")
+
+
+def _split_by_volume(references, volumeNodeId: str) -> tuple[list[int], dict[str, list[int]]]:
+    """Slice indices of the scored volume, and of each other volume (by node ID)."""
+    own, others = [], {}
+    for reference in references:
+        if reference.volume_node_id == volumeNodeId:
+            own.append(reference.index)
+        else:
+            others.setdefault(reference.volume_node_id, []).append(reference.index)
+    return own, others
 
 
 def _node_name(scene, nodeId: str) -> str:
