@@ -47,8 +47,9 @@ class ScoringRequest:
     threshold: Union[str, float] = "auto"
     window: str = "auto"                         # --window: "auto" or WIDTH/LEVEL (see intensity.py)
 
-    def command(self, python: str, output_dir: Path, batch_size: int) -> list[str]:
-        command = [python, "-m", "d24fad", "score", "--input", str(self.input_path),
+    def command(self, engine: Sequence[str], output_dir: Path, batch_size: int) -> list[str]:
+        """``engine`` runs the d24fad CLI, normally ``[python, "-m", "d24fad"]``."""
+        command = [*engine, "score", "--input", str(self.input_path),
                    "--axis", self.axis, "--window", self.window, "--out", str(output_dir), "--map-format", "nrrd",
                    "--threshold", str(self.threshold), "--device", self.device,
                    "--batch-size", str(batch_size), "--progress", "json"]
@@ -95,10 +96,10 @@ class ScoringJob:
                  env: Optional[dict] = None, command_prefix: Optional[Sequence[str]] = None):
         self.request = request
         self.work_dir = Path(work_dir)
-        self._python = python or engine_python_executable()
         self._env = env if env is not None else engine_environment()
-        # Tests put a stand-in CLI here; in use it is None and the real engine runs.
-        self._command_prefix = list(command_prefix) if command_prefix else None
+        # Tests put a stand-in CLI in command_prefix; in use the real engine runs.
+        self._engine = list(command_prefix) if command_prefix else [
+            python or engine_python_executable(), "-m", "d24fad"]
         self.batch_size = int(request.batch_size)
         self.attempts = 0
         self.status = JobStatus(RUNNING)
@@ -113,9 +114,7 @@ class ScoringJob:
 
     def start(self) -> "ScoringJob":
         self.attempts += 1
-        command = self.request.command(self._python, self.output_dir, self.batch_size)
-        if self._command_prefix:
-            command = self._command_prefix + command[3:]   # keep the CLI options, swap "python -m d24fad"
+        command = self.request.command(self._engine, self.output_dir, self.batch_size)
         self.log.append("$ " + " ".join(command))
         self._process = BackgroundProcess(command, env=self._env, cwd=str(self.work_dir)).start()
         return self
