@@ -12,6 +12,8 @@ from typing import Optional
 
 import numpy as np
 
+from d24fad.errors import D24FADError
+
 from .job import ScoringResult, SliceScore
 from .mrml import scene_transaction, segmentations_logic
 
@@ -177,7 +179,7 @@ def _create_segmentation(scene, input_node, mask: np.ndarray, name: str):
             labelmap.CopyOrientation(input_node)
             slicer.util.updateVolumeFromArray(labelmap, mask.astype(np.uint8))
             if not segmentations_logic(scene).ImportLabelmapToSegmentationNode(labelmap, segmentation_node):
-                raise RuntimeError(f"importing the anomaly mask into '{name}' failed")
+                raise D24FADError(f"importing the anomaly mask into segmentation '{name}' failed")
         finally:
             scene.RemoveNode(labelmap)
         segment = segmentation.GetNthSegment(0)
