@@ -18,7 +18,8 @@ from . import slicing
 from .errors import InputError, SupportSetError
 from .io.images import Image2D, list_images, load_image_2d
 from .io.volume import Volume
-from .preprocess import IntensityPlan, WindowSpec, apply_intensity_plan, batch_to_model_input, plan_intensity
+from .preprocess import (MIN_BODY_FRACTION, IntensityPlan, WindowSpec, apply_intensity_plan, batch_to_model_input,
+                         body_mask, plan_intensity)
 
 ProgressCallback = Callable[[int, int], None]
 CancelCheck = Callable[[], bool]
@@ -48,6 +49,7 @@ class VolumeScoreResult:
     threshold: Optional[float]
     supports: list[dict]  # [{"source": ..., "indices": [...]}]
     intensity: IntensityPlan
+    slice_body_fraction: Optional[np.ndarray] = None  # [n_slices]; None when not restricted to the body
 
     @property
     def map_volume(self) -> Volume:
@@ -173,10 +175,42 @@ class _SliceSequence:
         return slicing.get_slice(self.volume, self.axis, index, array=self.normalized)
 
 
+def _restrict_to_body(volume: Volume, axis: str, maps: list[np.ndarray], reduction: str,
+                      topk_fraction: float) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Zero each slice's map outside the body and score the slice on body pixels only.
+
+    Returns (maps, slice scores, body fraction per slice); a slice with less than
+    MIN_BODY_FRACTION of body pixels scores 0 (nothing there can be a finding).
+    """
+    body = body_mask(volume.array, volume.modality)
+    restricted, scores, fractions = [], [], []
+    for index, slice_map in enumerate(maps):
+        inside = slicing.get_slice(volume, axis, index, array=body).astype(bool)
+        fraction = float(inside.mean()) if inside.size else 0.0
+        slice_map = np.where(inside, slice_map, 0.0).astype(np.float32)
+        values = slice_map[inside]
+        if fraction < MIN_BODY_FRACTION or values.size == 0:
+            score = 0.0
+        elif reduction == "max":
+            score = float(values.max())
+        else:
+            count = max(1, int(np.ceil(topk_fraction * values.size)))
+            score = float(np.sort(values)[-count:].mean())
+        restricted.append(slice_map)
+        scores.append(score)
+        fractions.append(fraction)
+    return restricted, np.asarray(scores, dtype=np.float32), np.asarray(fractions, dtype=np.float32)
+
+
 def score_volume(volume: Volume, supports: Sequence[SupportRef], detector, axis: str = "acquisition",
                  window: WindowSpec = "auto", batch_size: int = 16, progress: Optional[ProgressCallback] = None,
-                 should_cancel: Optional[CancelCheck] = None, threshold: ThresholdSpec = None) -> VolumeScoreResult:
-    """Score every slice of ``volume`` along ``axis`` against the support slices."""
+                 should_cancel: Optional[CancelCheck] = None, threshold: ThresholdSpec = None,
+                 body_only: bool = True) -> VolumeScoreResult:
+    """Score every slice of ``volume`` along ``axis`` against the support slices.
+
+    ``body_only`` (default): maps are zeroed outside the patient's body and slice scores
+    use body pixels only (see :func:`d24fad.preprocess.body_mask`).
+    """
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
     count = slicing.slice_count(volume, axis)
@@ -187,6 +221,12 @@ def score_volume(volume: Volume, supports: Sequence[SupportRef], detector, axis:
 
     maps, scores, weights = _score_images(detector, _SliceSequence(volume, axis, normalized), batch_size,
                                           progress, should_cancel)
+    body_fraction = None
+    if body_only:
+        config = getattr(detector, "config", None)
+        maps, scores, body_fraction = _restrict_to_body(volume, axis, maps,
+                                                        getattr(config, "score_reduction", "max"),
+                                                        getattr(config, "topk_fraction", 0.01))
     return VolumeScoreResult(
         volume=volume, axis=axis,
         anomaly_map=slicing.stack_slices(volume, axis, maps),
@@ -194,7 +234,7 @@ def score_volume(volume: Volume, supports: Sequence[SupportRef], detector, axis:
         slice_positions_mm=slicing.slice_positions(volume, axis),
         slice_scores=scores, weights=weights,
         threshold=_resolve_threshold(threshold, detector),
-        supports=described, intensity=plan,
+        supports=described, intensity=plan, slice_body_fraction=body_fraction,
     )
 
 

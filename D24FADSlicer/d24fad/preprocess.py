@@ -250,3 +250,42 @@ def batch_to_model_input(images: Sequence[np.ndarray], size: int) -> tuple[np.nd
         return np.zeros((0, 3, int(size), int(size)), dtype=np.float32), []
     converted = [to_model_input(image, size) for image in images]
     return np.stack([c[0] for c in converted]), [c[1] for c in converted]
+
+
+# --------------------------------------------------------------------------------------
+# Body (tissue) mask: where an anomaly can be. Air around the patient is never a finding,
+# yet a model compares it with the supports like any other pixel; slices that show only
+# air (above the head, beyond the feet) would otherwise outrank every real finding.
+
+CT_BODY_THRESHOLD_HU = -500.0  # between air (-1000) and fat (-100); lungs are enclosed, then filled
+MIN_BODY_FRACTION = 0.01  # a slice with less tissue than this is treated as empty
+
+
+def body_mask(array: np.ndarray, modality: Optional[str] = None) -> np.ndarray:
+    """Boolean mask of the patient's body in a raw (not normalised) 2D image or 3D volume.
+
+    CT in Hounsfield units: tissue above -500 HU. Other images: Otsu's threshold between
+    background and foreground (SimpleITK). Holes enclosed in each 2D plane (lungs, bowel
+    gas, ventricles) are filled plane by plane along axis 0, and specks are removed.
+    """
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    data = np.nan_to_num(np.asarray(array, dtype=np.float32))
+    if data.size == 0 or float(data.max()) <= float(data.min()):
+        return np.zeros(data.shape, dtype=bool)
+    if (modality or "").upper() == "CT" and float(data.min()) < CT_BODY_THRESHOLD_HU:
+        threshold = CT_BODY_THRESHOLD_HU
+    else:
+        otsu = sitk.OtsuThresholdImageFilter()
+        otsu.Execute(sitk.GetImageFromArray(data))
+        # Otsu on images dominated by dark background lands high; halve the way down so
+        # that dim tissue (grey matter, fat-suppressed regions) stays inside the body.
+        threshold = float(data.min()) + 0.5 * (otsu.GetThreshold() - float(data.min()))
+    mask = data > threshold
+    planes = mask[None] if mask.ndim == 2 else mask
+    filled = np.empty_like(planes)
+    for k, plane in enumerate(planes):
+        plane = ndimage.binary_opening(plane, iterations=1)
+        filled[k] = ndimage.binary_fill_holes(plane)
+    return filled[0] if mask.ndim == 2 else filled

@@ -54,7 +54,8 @@ def centre_of_mass(values: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("direction", [np.eye(3), SAGITTAL, OBLIQUE])
 def test_map_lands_on_the_source_voxels(axis, direction):
     volume = brainlike_volume(direction)
-    result = score_volume(volume, [SupportRef(volume, [0, 1])], EchoDetector(), axis=axis)
+    # Pure geometry: keep the whole map (the body restriction is tested on its own below).
+    result = score_volume(volume, [SupportRef(volume, [0, 1])], EchoDetector(), axis=axis, body_only=False)
     assert result.anomaly_map.shape == volume.shape and result.anomaly_map.dtype == np.float32
     assert result.map_volume.same_geometry(volume)
     normalized = result.anomaly_map  # echo: map = normalised input put back on the grid
@@ -130,3 +131,42 @@ def test_image_folder_scoring(tmp_path, tiny_detector):
     assert all(m.shape == (31, 17) for m in result.maps)
     with pytest.raises(SupportSetError, match="--shots 5 is larger than the 4 images"):
         score_image_folder(tmp_path / "normal", tmp_path / "query", tiny_detector, shots=5)
+
+
+def ct_phantom() -> Volume:
+    """Axial CT-like volume: air (-1000 HU) around an elliptic body (40 HU) holding two lungs
+    (-800 HU); the first two and last two slices show air only (beyond the patient)."""
+    shape = (10, 40, 48)
+    k, j, i = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    hu = np.full(shape, -1000.0, dtype=np.float32)
+    body = ((j - 20) / 16.0) ** 2 + ((i - 24) / 20.0) ** 2 <= 1.0
+    body &= (k >= 2) & (k <= 7)
+    hu[body] = 40.0
+    for centre in (14, 34):
+        lung = ((j - 20) / 9.0) ** 2 + ((i - centre) / 6.0) ** 2 <= 1.0
+        hu[body & lung] = -800.0
+    return Volume(hu, spacing=(1.0, 1.0, 2.5), origin=(0.0, 0.0, 0.0), direction=tuple(np.eye(3).reshape(-1)),
+                  modality="CT", source="phantom")
+
+
+def test_body_mask_keeps_enclosed_lungs_and_drops_air():
+    from d24fad.preprocess import body_mask
+
+    volume = ct_phantom()
+    mask = body_mask(volume.array, "CT")
+    assert not mask[0].any() and not mask[9].any()  # air-only slices
+    assert mask[5, 20, 14] and mask[5, 20, 34]  # lungs are inside the body
+    assert mask[5, 20, 24] and not mask[5, 1, 1]  # mediastinum in, corner air out
+
+
+def test_maps_and_slice_scores_are_restricted_to_the_body():
+    volume = ct_phantom()
+    result = score_volume(volume, [SupportRef(volume, [3, 4])], EchoDetector(), window="lung")
+    # Air-only slices cannot hold a finding: zero score, zero map.
+    assert result.slice_scores[0] == 0 and result.slice_scores[9] == 0
+    assert result.anomaly_map[[0, 1, 8, 9]].max() == 0
+    assert (result.slice_scores[2:8] > 0).all()
+    assert result.anomaly_map[5, 1, 1] == 0 and result.anomaly_map[5, 20, 24] > 0
+    assert result.slice_body_fraction[0] == 0 and result.slice_body_fraction[5] > 0.3
+    unrestricted = score_volume(volume, [SupportRef(volume, [3, 4])], EchoDetector(), window="lung", body_only=False)
+    assert unrestricted.slice_body_fraction is None

@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     volume.add_argument("--modality", help="modality when the file does not say (NIfTI / NRRD), e.g. CT or MR; "
                                            "it selects the automatic intensity rule")
     volume.add_argument("--map-format", default="nii.gz", choices=MAP_FORMATS, help="anomaly map file format")
+    volume.add_argument("--whole-slice", action="store_true",
+                        help="score air around the patient too (default: maps and slice scores use the body only)")
     volume.add_argument("--threshold", help="pixel threshold for the mask: a number or 'auto' (from the supports)")
     volume.add_argument("--mask", action="store_true", help="also write the binary mask (needs --threshold)")
     volume.add_argument("--dicom-seg", action="store_true", help="write a DICOM SEG of the mask (needs --threshold)")
@@ -82,7 +84,8 @@ def parse_indices(text: str | None, option: str) -> list[int]:
 VOLUME_ONLY = (("series_uid", "--series-uid"), ("support_slices", "--support-slices"),
                ("support_input", "--support-input"), ("support_slices_other", "--support-slices-other"),
                ("threshold", "--threshold"), ("mask", "--mask"), ("dicom_seg", "--dicom-seg"),
-               ("dicom_pmap", "--dicom-pmap"), ("png_top", "--png-top"), ("modality", "--modality"))
+               ("dicom_pmap", "--dicom-pmap"), ("png_top", "--png-top"), ("modality", "--modality"),
+               ("whole_slice", "--whole-slice"))
 FOLDER_ONLY = (("shots", "--shots"),)
 
 
@@ -241,6 +244,7 @@ def _volume_run_record(args: argparse.Namespace, result, detector, outputs: list
                   "origin": volume.origin, "direction": volume.direction,
                   "geometry_missing": bool(volume.metadata.get("geometry_missing", False))},
         "axis": args.axis,
+        "body_only": result.slice_body_fraction is not None,
         "intensity": {"window": args.window, "mode": result.intensity.mode, "low": result.intensity.low,
                       "high": result.intensity.high, "reason": result.intensity.reason},
         "supports": result.supports,
@@ -264,7 +268,8 @@ def _run_volume(args: argparse.Namespace, started: float) -> int:
     detector = _load_detector(args)
     with _make_progress(args, slice_count(volume, args.axis), "scoring") as progress:
         result = score_volume(volume, supports, detector, axis=args.axis, window=args.window,
-                              batch_size=args.batch_size, progress=progress, threshold=args.threshold)
+                              batch_size=args.batch_size, progress=progress, threshold=args.threshold,
+                              body_only=not args.whole_slice)
     with atomic_directory(args.out, overwrite=args.overwrite) as tmp:
         outputs = _write_volume_outputs(args, result, tmp) + ["run.json"]
         _run_json(tmp / "run.json", _volume_run_record(args, result, detector, outputs, started))
