@@ -64,3 +64,12 @@ def test_hand_written_analysis_survives_regeneration(tmp_path):
     kept = leave_one_out.kept_section(report)
     assert kept.startswith("\n" + leave_one_out.KEPT_SECTION_MARKER) and "why PatchCore wins" in kept
     assert "old tables" not in kept
+
+
+def test_training_time_is_summed_from_the_epoch_logs_of_both_models(tmp_path):
+    for run, seconds in (("model", ("1.5", "2.5")), ("ssd_only", ("3",))):
+        folder = tmp_path / "brain" / run
+        folder.mkdir(parents=True)
+        (folder / "epochs.csv").write_text("epoch,seconds\n" + "".join(f"{i},{s}\n" for i, s in enumerate(seconds)))
+    assert leave_one_out.training_seconds(tmp_path, "brain") == 7.0
+    assert leave_one_out.training_seconds(tmp_path, "retina") == 0.0

@@ -13,6 +13,7 @@ results go to DIR/results.json and DIR/results.md (layout: d24fad.evaluation.rep
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shlex
 import subprocess
@@ -79,6 +80,17 @@ def run_fold(args, task: str, extra: Sequence[str]) -> dict:
     return document
 
 
+def training_seconds(out: Path, task: str) -> float:
+    """Sum of the epoch times logged by a fold's trainings (right also for resumed runs)."""
+    total = 0.0
+    for run in ("model", "ssd_only"):
+        log = out / task / run / "epochs.csv"
+        if log.is_file():
+            with open(log, newline="", encoding="utf-8") as f:
+                total += sum(float(row["seconds"] or 0) for row in csv.DictReader(f))
+    return total
+
+
 def merge(folds: dict[str, dict]) -> dict:
     """One document: results[method][task] from each task's own fold."""
     results: dict = {}
@@ -102,6 +114,8 @@ def merge(folds: dict[str, dict]) -> dict:
 
 def results_markdown(document: dict, command: str, seconds: float, notes: str = "") -> str:
     machine = document["machine"]
+    training = document.get("training_seconds", 0.0) / 60
+    evaluation = sum(f["evaluation_seconds"] for f in document["folds"].values()) / 60
     lines = [
         "# Results: leave-one-task-out on MedFAD-mini",
         "",
@@ -112,8 +126,10 @@ def results_markdown(document: dict, command: str, seconds: float, notes: str = 
         f"Produced by: `{command}`",
         "",
         f"Machine: {machine['processor']}, {machine['cpu_count']} CPU cores, torch {machine['torch']} "
-        f"({machine['torch_threads']} threads per process), GPU: {machine['cuda'] or 'none'}; "
-        f"wall time {seconds / 60:.1f} min for the whole grid.",
+        f"({machine['torch_threads']} threads per process), GPU: {machine['cuda'] or 'none'}. "
+        f"Time: {training:.1f} min of training (sum of the logged epoch times of all folds' models), "
+        f"{evaluation:.1f} min of evaluation (sum over folds); this invocation took {seconds / 60:.1f} min "
+        "(finished folds are reused, not recomputed).",
         "",
         f"Protocol: K in {document['protocol']['shots']}, {document['protocol']['draws']} support draws per K "
         f"(seed {document['protocol']['seed']}), mean ± std over draws, in %; 'mean' = mean over tasks. "
@@ -174,6 +190,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         document["machine"]["torch_threads"] = args.threads
     document["seconds"] = round(seconds, 1)
     out = Path(args.out)
+    document["training_seconds"] = round(sum(training_seconds(out, task) for task in tasks), 1)
     write_text_atomic(out / "results.json", json.dumps(document, indent=2, sort_keys=True) + "\n")
     command = "python -m d24fad.evaluation.leave_one_out " + " ".join(sys.argv[1:] if argv is None else argv)
     markdown = results_markdown(document, command, seconds, args.notes)
