@@ -54,9 +54,12 @@ def test_real_engine_scores_the_sample_volume(scene, tiny_checkpoint):
     assert anomaly.shape == voxels_before.shape and np.isfinite(anomaly).all()
     rows = outputslib.read_score_table(outputs.table_node)
     assert [r.index for r in rows] == list(range(slices))
-    # Slice scores are each slice's map maximum taken at model resolution, before the map is
-    # resampled to the voxels, so they agree with the voxel map's maxima only to ~1e-2.
-    assert np.allclose([r.score for r in rows], anomaly.max(axis=(1, 2)), atol=0.02)
+    # A slice's score is its map maximum (inside the body; slices with almost no body score
+    # 0), taken at model resolution before the map is resampled to the voxels, so it agrees
+    # with the voxel map's maximum only to ~1e-2.
+    scored = [r for r in rows if r.score > 0]
+    assert len(scored) > slices // 2
+    assert np.allclose([r.score for r in scored], anomaly.max(axis=(1, 2))[[r.index for r in scored]], atol=0.02)
     assert outputs.map_node.GetAttribute("D24FAD.ModelSHA256") == sha256
     threshold = float(outputs.map_node.GetAttribute("D24FAD.Threshold"))
     versions = json.loads(outputs.map_node.GetAttribute("D24FAD.Versions"))
