@@ -187,9 +187,11 @@ def _restrict_to_body(volume: Volume, axis: str, maps: list[np.ndarray], reducti
     for index, slice_map in enumerate(maps):
         inside = slicing.get_slice(volume, axis, index, array=body).astype(bool)
         fraction = float(inside.mean()) if inside.size else 0.0
+        if fraction < MIN_BODY_FRACTION:
+            inside = np.zeros_like(inside)  # too little tissue to judge: the whole slice is left out
         slice_map = np.where(inside, slice_map, 0.0).astype(np.float32)
         values = slice_map[inside]
-        if fraction < MIN_BODY_FRACTION or values.size == 0:
+        if values.size == 0:
             score = 0.0
         elif reduction == "max":
             score = float(values.max())

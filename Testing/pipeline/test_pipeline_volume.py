@@ -168,5 +168,7 @@ def test_maps_and_slice_scores_are_restricted_to_the_body():
     assert (result.slice_scores[2:8] > 0).all()
     assert result.anomaly_map[5, 1, 1] == 0 and result.anomaly_map[5, 20, 24] > 0
     assert result.slice_body_fraction[0] == 0 and result.slice_body_fraction[5] > 0.3
+    # A slice's score is the maximum of its map, body restriction included.
+    np.testing.assert_allclose(result.slice_scores, result.anomaly_map.max(axis=(1, 2)), atol=1e-6)
     unrestricted = score_volume(volume, [SupportRef(volume, [3, 4])], EchoDetector(), window="lung", body_only=False)
     assert unrestricted.slice_body_fraction is None
