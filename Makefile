@@ -28,7 +28,7 @@ model: $(STAMP)
 # Leave-one-task-out training + evaluation of every method; writes docs/RESULTS.md.
 results: $(STAMP)
 	test -f data/medfad-mini/medfad_mini.json || $(BIN)/d24fad build-benchmark --out data/medfad-mini --seed 0 --progress none
-	$(BIN)/python -m d24fad.evaluation.leave_one_out --data data/medfad-mini --out runs/loto --epochs 20 --threads 1 --markdown docs/RESULTS.md
+	$(BIN)/python -m d24fad.evaluation.leave_one_out --data data/medfad-mini --out runs/loto --epochs 20 --threads 1 --with-ssd-only --markdown docs/RESULTS.md
 
 benchmark: $(STAMP)
 	$(BIN)/d24fad benchmark-speed --backbone wide_resnet50_2 --weights random --shots 8 --batch 16 --image-size 128 --dtype bf16 --json

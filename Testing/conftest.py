@@ -1,4 +1,4 @@
-"""Shared pytest setup: small thread count so parallel CI jobs stay predictable."""
+"""Shared pytest setup: a fixed torch seed for the whole session."""
 
 import os
 
@@ -16,3 +16,15 @@ def _torch_threads():
         return
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one PyTorch thread: on a busy 2-core machine two threads spin
+    against other processes and tiny training steps get many times slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

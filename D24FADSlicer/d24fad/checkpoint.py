@@ -161,12 +161,7 @@ def load_checkpoint(
             model.teacher.mean.copy_(torch.tensor(norm["mean"]).view(1, 3, 1, 1))
             model.teacher.std.copy_(torch.tensor(norm["std"]).view(1, 3, 1, 1))
             model.teacher.normalisation = norm
-    for prefix, module in (("student.", model.student), ("l2w.", model.l2w)):
-        part = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-        try:
-            module.load_state_dict(part, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{info.path}: {prefix[:-1]} tensors do not fit the configured model ({exc})") from exc
+    model.load_trainable_state_(tensors, str(info.path))
     model.eval()
     return model, info
 

@@ -16,14 +16,9 @@ TINY_RECIPE = [
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Two busy threads on a shared 2-core machine spin against each other (25x slower).
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_torch_thread(one_torch_thread):
+    """Every test here runs single-threaded (see Testing/conftest.py)."""
     yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

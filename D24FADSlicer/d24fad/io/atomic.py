@@ -16,6 +16,12 @@ from typing import Callable, Iterator
 from ..errors import OutputError
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(destination: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``destination``; rename it into place on success.
@@ -34,6 +40,8 @@ def atomic_path(destination: str | os.PathLike, suffix: str | None = None) -> It
     fd, tmp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=f".part{suffix}", dir=folder)
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates files readable by their owner only; outputs get the usual permissions.
+    os.chmod(tmp, 0o666 & ~_current_umask())
     try:
         yield tmp
         os.replace(tmp, destination)
@@ -78,6 +86,7 @@ def atomic_directory(destination: str | os.PathLike, overwrite: bool = False) ->
     except OSError as exc:
         raise OutputError(f"cannot create output folder {destination.parent}: {exc}") from exc
     tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent))
+    os.chmod(tmp, 0o777 & ~_current_umask())
     try:
         yield tmp
         if destination.exists():

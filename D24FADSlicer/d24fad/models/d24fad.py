@@ -45,6 +45,17 @@ class D24FADModel(nn.Module):
         state.update({f"l2w.{k}": v for k, v in self.l2w.state_dict().items()})
         return state
 
+    def load_trainable_state_(self, tensors: dict[str, torch.Tensor], source: str) -> None:
+        """Load ``student.*`` and ``l2w.*`` tensors (the inverse of :meth:`trainable_state_dict`)."""
+        from ..errors import CheckpointError
+
+        for prefix, module in (("student.", self.student), ("l2w.", self.l2w)):
+            part = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            try:
+                module.load_state_dict(part, strict=True)
+            except RuntimeError as exc:
+                raise CheckpointError(f"{source}: {prefix[:-1]} tensors do not fit the configured model ({exc})") from exc
+
     def train(self, mode: bool = True) -> "D24FADModel":
         super().train(mode)
         self.teacher.train(False)  # frozen, whatever the caller asks

@@ -51,12 +51,7 @@ def load_state(path: str | os.PathLike, model: D24FADModel, optimizer: torch.opt
         raise CheckpointError(f"{path}: not a d24fad training state (format {meta.get('format')!r})")
     record = json.loads(meta["state"])
     model_part = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    for prefix, module in (("student.", model.student), ("l2w.", model.l2w)):
-        part = {k[len(prefix) :]: v for k, v in model_part.items() if k.startswith(prefix)}
-        try:
-            module.load_state_dict(part, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: saved {prefix[:-1]} does not fit this model ({exc})") from exc
+    model.load_trainable_state_(model_part, str(path))
     optimizer_state: dict[int, dict[str, torch.Tensor]] = {}
     for name, value in tensors.items():
         if name.startswith("optim."):
