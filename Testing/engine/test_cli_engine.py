@@ -33,3 +33,10 @@ def test_flop_count_grows_with_image_size():
     small = run_speed_benchmark(backbone="resnet18", image_size=64, shots=1, batch=1, dtype="fp32", min_seconds=0.05, warmup_batches=0)
     large = run_speed_benchmark(backbone="resnet18", image_size=128, shots=1, batch=1, dtype="fp32", min_seconds=0.05, warmup_batches=0)
     assert large.gflop_per_image == pytest.approx(4 * small.gflop_per_image, rel=0.15)
+
+
+def test_flop_count_does_not_depend_on_the_inference_kernels():
+    """bf16 on CPU runs fused oneDNN kernels; the network's FLOPs must still be counted."""
+    fp32 = run_speed_benchmark(backbone="resnet18", image_size=64, shots=1, batch=1, dtype="fp32", min_seconds=0.05, warmup_batches=0)
+    bf16 = run_speed_benchmark(backbone="resnet18", image_size=64, shots=1, batch=1, dtype="bf16", min_seconds=0.05, warmup_batches=0)
+    assert bf16.gflop_per_image == pytest.approx(fp32.gflop_per_image, rel=0.01)
