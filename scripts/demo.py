@@ -24,6 +24,7 @@ LESION_SEED = 2026
 LESION_RADIUS_VOXELS = 3.0  # 6 mm at 2 mm voxels: a few axial slices
 SUPPORT_COUNT = 8
 SUPPORT_MARGIN_SLICES = 3  # supports stay this far from any lesion slice
+SUPPORT_MIN_BODY_FRACTION = 0.10  # a reference slice shows at least this much tissue
 TOP_COUNT = 5
 
 
@@ -59,9 +60,13 @@ def add_lesion(volume):
 
 
 def choose_supports(volume, lesion_slices: np.ndarray) -> list[int]:
-    """Normal slices spread over the whole stack (air above the head included: it is part of
-    the normal appearance a query can have), kept away from the lesion."""
-    far = [k for k in range(volume.shape[0]) if np.min(np.abs(lesion_slices - k)) > SUPPORT_MARGIN_SLICES]
+    """Normal slices spread over the slices that show the brain, kept away from the lesion:
+    what a reader would tag. Air-only slices are no reference (scoring ignores air)."""
+    from d24fad.preprocess import body_mask
+
+    body = body_mask(volume.array, volume.modality)
+    with_tissue = [k for k in range(volume.shape[0]) if body[k].mean() >= SUPPORT_MIN_BODY_FRACTION]
+    far = [k for k in with_tissue if np.min(np.abs(lesion_slices - k)) > SUPPORT_MARGIN_SLICES]
     picks = np.linspace(0, len(far) - 1, SUPPORT_COUNT).round().astype(int)
     return sorted({far[p] for p in picks})
 

@@ -45,4 +45,10 @@ def test_lesion_is_deterministic_and_supports_avoid_it(demo, template):
     supports = demo.choose_supports(first, lesion_slices)
     assert len(supports) == demo.SUPPORT_COUNT
     assert min(abs(s - k) for s in supports for k in lesion_slices) > demo.SUPPORT_MARGIN_SLICES
-    assert supports[0] == 0 and supports[-1] == first.shape[0] - 1  # the whole stack is represented
+    # References show brain (air-only slices are no reference), spread over the brain's extent.
+    from d24fad.preprocess import body_mask
+
+    body = body_mask(first.array, first.modality)
+    assert all(body[s].mean() >= demo.SUPPORT_MIN_BODY_FRACTION for s in supports)
+    brain_slices = [k for k in range(first.shape[0]) if body[k].mean() >= demo.SUPPORT_MIN_BODY_FRACTION]
+    assert supports[0] == brain_slices[0] and supports[-1] == brain_slices[-1]
