@@ -104,6 +104,33 @@ def test_nrrd_axis_window_other_support_volume_and_json_progress(dicom_input, ti
     assert record["axis"] == "sagittal" and record["l2w_weights"]["supports"] == ["input:2", "other:1", "other:3"]
 
 
+def test_supports_from_several_other_scans_only(dicom_input, tiny_checkpoint, tmp_path):
+    """References may come from normal scans alone, one --support-input per scan."""
+    first, second = tmp_path / "normal1", tmp_path / "normal2"
+    write_dicom_series(first, phantom((4, 24, 30)), seed=5)
+    write_dicom_series(second, phantom((5, 24, 30)), seed=6)
+    out = tmp_path / "result"
+    code = score("--input", str(dicom_input), "--support-input", str(first), "--support-slices-other", "1,2",
+                 "--support-input", str(second), "--support-slices-other", "4",
+                 "--out", str(out), "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--progress", "none")
+    assert code == 0
+    record = json.loads((out / "run.json").read_text())
+    assert [s["indices"] for s in record["supports"]] == [[1, 2], [4]]
+    assert not any(s["same_as_input"] for s in record["supports"])
+
+
+@pytest.mark.parametrize("extra,message", [
+    ((), "no support set"),
+    (("--support-input", "X", "--support-slices-other", "1", "--support-slices-other", "2"), "one list of slice"),
+])
+def test_support_option_mistakes_are_named(dicom_input, tiny_checkpoint, tmp_path, capsys, extra, message):
+    out = tmp_path / "result"
+    code = score("--input", str(dicom_input), *extra, "--out", str(out), "--checkpoint", str(tiny_checkpoint),
+                 "--device", "cpu", "--progress", "none")
+    assert code == EXIT_BAD_INPUT and message in capsys.readouterr().err
+    assert not out.exists()
+
+
 def write_pngs(folder: Path, count: int, seed: int) -> None:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(seed)

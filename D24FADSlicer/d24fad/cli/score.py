@@ -34,9 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     volume.add_argument("--input", help="DICOM folder or file, NIfTI, NRRD or MHA volume to score")
     volume.add_argument("--series-uid", help="SeriesInstanceUID to read when the DICOM folder holds several")
     volume.add_argument("--support-slices", help="normal slice indices of --input along --axis, e.g. 12,40,41")
-    volume.add_argument("--support-input", help="another normal volume to take supports from")
-    volume.add_argument("--support-series-uid", help="series of --support-input when it holds several")
-    volume.add_argument("--support-slices-other", help="slice indices of --support-input, e.g. 3,9")
+    volume.add_argument("--support-input", action="append",
+                        help="another normal volume to take supports from (repeatable, one per scan)")
+    volume.add_argument("--support-series-uid", action="append",
+                        help="series of --support-input when it holds several (repeat once per --support-input)")
+    volume.add_argument("--support-slices-other", action="append",
+                        help="slice indices of the matching --support-input, e.g. 3,9 (repeat once per scan)")
     volume.add_argument("--axis", default="acquisition", choices=AXES, help="slicing axis (default: acquisition)")
     volume.add_argument("--window", default="auto",
                         help="intensity: auto, brain, soft, lung, bone, W/L (e.g. 400/40), percentile, minmax, "
@@ -119,11 +122,18 @@ def _validate(args: argparse.Namespace) -> str:
         _refuse_options(args, VOLUME_ONLY, "folder (--support/--query)")
         return "folder"
     _refuse_options(args, FOLDER_ONLY, "volume (--input)")
-    support_count = len(parse_indices(args.support_slices, "--support-slices"))
-    if bool(args.support_input) != bool(args.support_slices_other):
-        raise InputError("--support-input and --support-slices-other go together")
-    if args.support_slices_other:
-        support_count += len(parse_indices(args.support_slices_other, "--support-slices-other"))
+    other_inputs = args.support_input or []
+    other_slices = args.support_slices_other or []
+    if len(other_inputs) != len(other_slices):
+        raise InputError(f"--support-input is given {len(other_inputs)} time(s) and --support-slices-other "
+                         f"{len(other_slices)} time(s): give one list of slice indices per other scan")
+    if args.support_series_uid and len(args.support_series_uid) != len(other_inputs):
+        raise InputError("--support-series-uid must be given once per --support-input, or not at all")
+    if args.support_slices is None and not other_inputs:
+        raise SupportSetError("no support set: give --support-slices (normal slices of --input) and/or "
+                              "--support-input OTHER --support-slices-other INDICES")
+    support_count = 0 if args.support_slices is None else len(parse_indices(args.support_slices, "--support-slices"))
+    support_count += sum(len(parse_indices(text, "--support-slices-other")) for text in other_slices)
     if parse_threshold(args.threshold) == "auto" and support_count < 2:
         raise SupportSetError("--threshold auto calibrates on the supports left out one at a time: "
                               "tag at least 2 support slices")
@@ -200,10 +210,14 @@ def _read_inputs(args: argparse.Namespace):
     volume = _with_modality(read_volume(args.input, series_uid=args.series_uid), args.modality)
     if (args.dicom_seg or args.dicom_pmap) and not volume.metadata.get("dicom_files"):
         raise InputError(f"--dicom-seg / --dicom-pmap need a DICOM input; {args.input} is not DICOM")
-    supports = [SupportRef(volume, parse_indices(args.support_slices, "--support-slices"))]
-    if args.support_input:
-        other = _with_modality(read_volume(args.support_input, series_uid=args.support_series_uid), args.modality)
-        supports.append(SupportRef(other, parse_indices(args.support_slices_other, "--support-slices-other")))
+    supports = []
+    if args.support_slices is not None:
+        supports.append(SupportRef(volume, parse_indices(args.support_slices, "--support-slices")))
+    other_inputs = args.support_input or []
+    series_uids = args.support_series_uid or [None] * len(other_inputs)
+    for path, series_uid, indices in zip(other_inputs, series_uids, args.support_slices_other or []):
+        other = _with_modality(read_volume(path, series_uid=series_uid), args.modality)
+        supports.append(SupportRef(other, parse_indices(indices, "--support-slices-other")))
     return volume, supports
 
 
