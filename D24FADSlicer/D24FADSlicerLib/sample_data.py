@@ -18,8 +18,9 @@ THUMBNAIL_FILE = Path(__file__).resolve().parent.parent / "Resources" / "Icons" 
 
 # Acquisition (axial) slices the lesion touches, first and last (printed by the script).
 LESION_SLICES = (35, 42)
-# Normal slices of the same scan used as the support set, chosen as `make demo` does: six
-# slices spread evenly over the slices showing brain, at least 12 mm (4 slices) from the lesion.
+# Normal slices of the same scan used as the support set, chosen by the same kind of rule as
+# `make demo`: slices showing brain, spread evenly, away from the lesion (here six slices, at
+# least 12 mm = 4 slices from it).
 NORMAL_SUPPORT_SLICES = (8, 13, 17, 22, 26, 47)
 
 
