@@ -42,6 +42,7 @@ class CheckpointInfo:
     config: ModelConfig
     training: dict[str, Any] = field(default_factory=dict)
     version: str = ""
+    teacher_normalisation: dict[str, Any] = field(default_factory=dict)
 
 
 def default_model_path() -> Path:
@@ -91,9 +92,11 @@ def read_checkpoint_info(path: str | os.PathLike, expected_sha256: Optional[str]
     try:
         config = ModelConfig.from_json(meta["config"])
         training = json.loads(meta.get("training", "{}"))
+        normalisation = json.loads(meta.get("teacher_normalisation", "{}"))
     except (KeyError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: checkpoint metadata is incomplete or corrupt ({exc})") from exc
-    return CheckpointInfo(path=path, sha256=sha, config=config, training=training, version=meta.get("d24fad_version", ""))
+    return CheckpointInfo(path=path, sha256=sha, config=config, training=training,
+                          version=meta.get("d24fad_version", ""), teacher_normalisation=normalisation)
 
 
 def save_checkpoint(
@@ -156,7 +159,7 @@ def load_checkpoint(
         if config.teacher_weights_sha256 and digest != config.teacher_weights_sha256:
             raise CheckpointError(f"{info.path}: embedded teacher weights were altered (digest mismatch)")
         model.teacher.weights_sha256 = digest
-        norm = json.loads(info_meta_normalisation(info.path))
+        norm = info.teacher_normalisation
         if norm:
             model.teacher.mean.copy_(torch.tensor(norm["mean"]).view(1, 3, 1, 1))
             model.teacher.std.copy_(torch.tensor(norm["std"]).view(1, 3, 1, 1))
@@ -164,10 +167,3 @@ def load_checkpoint(
     model.load_trainable_state_(tensors, str(info.path))
     model.eval()
     return model, info
-
-
-def info_meta_normalisation(path: Path) -> str:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return (f.metadata() or {}).get("teacher_normalisation", "{}")
